@@ -1,0 +1,1 @@
+"""Benchmarks (`raympc bench ...`): speed and cost figures, reported rather than asserted."""

@@ -1,0 +1,71 @@
+"""The `raympc` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from .errors import RaympcError
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    run_demo(out=args.out, protocol=args.protocol, field=args.field)
+
+
+def _cmd_info(args: argparse.Namespace) -> None:
+    from .info import show_info
+
+    info = show_info(address=args.address)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+
+
+def _cmd_bench_runtime(args: argparse.Namespace) -> None:
+    from .bench.runtime import bench_runtime
+
+    bench_runtime(scale=args.scale, repeats=args.repeats, out=args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="raympc", description="Secure three-party computation on Ray, measured.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="secure kernels on three local parties, checked against plaintext")
+    demo.add_argument("--protocol", default="aby3")
+    demo.add_argument("--field", default="fm64")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="where demo.json goes")
+    demo.set_defaults(func=_cmd_demo)
+
+    info = sub.add_parser("info", help="Ray nodes and resources, versions")
+    info.add_argument("--address", default=None, help="join this Ray cluster (default: embedded)")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(func=_cmd_info)
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    rt = bench_sub.add_parser("runtime", help="Ray-hosted parties vs SPU's in-process simulation")
+    rt.add_argument("--scale", type=int, default=8, help="problem size multiplier")
+    rt.add_argument("--repeats", type=int, default=5)
+    rt.add_argument("--out", type=Path, default=Path("runs/bench"))
+    rt.set_defaults(func=_cmd_bench_runtime)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except RaympcError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Starting or joining Ray without ever attaching to somebody else's cluster by accident."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+import ray
+
+from .errors import RayStartError
+
+# The embedded instance declares at least this many logical CPUs so three 1-CPU parties fit on a
+# 2-core laptop; yacl's real thread count is set per party (see PartySpec.threads).
+MIN_EMBEDDED_CPUS = 3
+
+
+@dataclass
+class RayHandle:
+    """Who owns the Ray connection: only an embedded instance we started is shut down by us."""
+
+    owned: bool
+    address: str
+    temp_dir: str | None = None
+
+    def shutdown(self) -> None:
+        if self.owned:
+            ray.shutdown()  # stops exactly the processes this driver started
+            if self.temp_dir:
+                shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def start_or_join(address: str | None = None, num_cpus: int | None = None,
+                  log_to_driver: bool = False) -> RayHandle:
+    """`address=None`: reuse this process's Ray if already initialised, else start a private one.
+
+    The private instance gets its own short temp dir (Ray's socket paths must stay < 108 bytes),
+    binds to 127.0.0.1, and is started with `address="local"`, which never attaches to a cluster
+    already running on the machine (plain `ray.init()` would).
+    """
+    if ray.is_initialized():
+        return RayHandle(owned=False, address=ray.get_runtime_context().gcs_address)
+    if address is None:
+        temp_dir = tempfile.mkdtemp(prefix="raympc-", dir="/tmp")
+        cpus = max(num_cpus or os.cpu_count() or 1, MIN_EMBEDDED_CPUS)
+        try:
+            ctx = ray.init(
+                address="local", num_cpus=cpus, _temp_dir=temp_dir, _node_ip_address="127.0.0.1",
+                include_dashboard=False, log_to_driver=log_to_driver, configure_logging=False,
+                namespace="raympc",
+            )
+        except Exception as exc:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            raise RayStartError(f"could not start an embedded Ray instance: {exc}") from exc
+        return RayHandle(owned=True, address=ctx.address_info["gcs_address"], temp_dir=temp_dir)
+    try:
+        ctx = ray.init(address=address, log_to_driver=log_to_driver, namespace="raympc")
+    except Exception as exc:
+        raise RayStartError(f"could not join the Ray cluster at {address!r}: {exc}") from exc
+    return RayHandle(owned=True, address=ctx.address_info["gcs_address"])
+
+
+def alive_nodes() -> list[dict]:
+    return [n for n in ray.nodes() if n.get("Alive")]

@@ -1,0 +1,54 @@
+"""`raympc info`: what this machine and Ray cluster offer."""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+
+from rich.console import Console
+from rich.table import Table
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("raympc", "spu", "jax", "jaxlib", "flax", "ray", "pyroute2", "numpy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def show_info(address: str | None = None, console: Console | None = None) -> dict:
+    import ray
+
+    from .cluster import alive_nodes, start_or_join
+
+    console = console or Console()
+    info: dict = {"versions": versions()}
+    t = Table(title="versions")
+    t.add_column("package")
+    t.add_column("version")
+    for k, v in info["versions"].items():
+        t.add_row(k, v)
+    console.print(t)
+
+    handle = start_or_join(address)
+    try:
+        nodes = alive_nodes()
+        info["nodes"] = [{"node_id": n["NodeID"], "ip": n["NodeManagerAddress"], "resources": n["Resources"]}
+                         for n in nodes]
+        nt = Table(title=f"Ray nodes ({'embedded' if address is None else address})")
+        for col in ("node", "ip", "CPU", "GPU", "memory GiB", "custom resources"):
+            nt.add_column(col)
+        for n in info["nodes"]:
+            r = n["resources"]
+            custom = {k: v for k, v in r.items()
+                      if k not in ("CPU", "GPU", "memory", "object_store_memory") and not k.startswith("node:")}
+            nt.add_row(n["node_id"][:12], n["ip"], str(r.get("CPU", 0)), str(r.get("GPU", 0)),
+                       f"{r.get('memory', 0) / 2**30:.1f}", ", ".join(f"{k}={v}" for k, v in custom.items()))
+        console.print(nt)
+        info["cluster_resources"] = ray.cluster_resources()
+    finally:
+        handle.shutdown()
+    return info

@@ -1,0 +1,409 @@
+"""`Session`: three SPU parties as Ray actors, and the one way raympc runs a secure function."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import shutil
+import tempfile
+import time
+import uuid
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+import ray
+import spu.libspu as libspu
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+from .cluster import RayHandle, start_or_join
+from .compiler import ArgSpec, CompiledProgram, ProgramCache
+from .config import LinkConfig, PartySpec, SpuConfig
+from .errors import (
+    ConfigError, InputError, LinkSetupError, PartyDiedError, PartyError, PartyUnresponsiveError,
+    RaympcError, SessionClosedError,
+)
+from .metrics import RankMetrics, RunMetrics
+from .owners import DEFAULT_OWNERS, Owners
+from .party import Party
+from .placement import Placement, place
+from .values import Public, Secret, SecretValue, canonical_array, spec_of
+
+# After one party fails, how long the others get to report before the still-silent ones are blamed.
+FAILURE_GRACE_S = 5.0
+_POLL_S = 0.5
+_TIMEOUT_MARKERS = ("timeout", "timed out")
+
+
+@dataclass
+class RunResult:
+    """What `Session.run` returns: the outputs (arrays if revealed, handles if not) and metrics."""
+
+    outputs: Any
+    metrics: RunMetrics
+    program: CompiledProgram = field(repr=False)
+
+
+class SecureFunction:
+    """A program compiled for fixed input shapes; calling it checks the inputs before sending."""
+
+    def __init__(self, session: "Session", fn: Callable, program: CompiledProgram) -> None:
+        self.session, self.fn, self.program = session, fn, program
+
+    def __call__(self, *args: Any, reveal_to: str | None = "user") -> RunResult:
+        return self.session._call(self.fn, args, reveal_to, expect=self.program)
+
+
+class Session:
+    """Three (or N) SPU parties hosted by Ray actors, linked by SPU's brpc links.
+
+    >>> with Session() as s:                      # private embedded Ray, ABY3, FM64
+    ...     r = s.run(lambda x, w: x @ w, x, Secret(w, owner="model"))
+    ...     r.outputs, r.metrics.send_bytes
+    """
+
+    def __init__(
+        self,
+        *,
+        protocol: str = "aby3",
+        field: str = "fm64",
+        parties: int = 3,
+        spu_config: SpuConfig | None = None,
+        link: LinkConfig | None = None,
+        placement: str = "local",
+        party_specs: PartySpec | Sequence[PartySpec] | None = None,
+        address: str | None = None,
+        owners: Sequence[str] = DEFAULT_OWNERS,
+        workdir: str | None = None,
+    ) -> None:
+        self.spu_config = spu_config or SpuConfig(protocol=protocol, field=field, parties=parties)
+        self.parties = self.spu_config.parties
+        self.link_config = link or LinkConfig()
+        specs = party_specs if party_specs is not None else PartySpec()
+        self.party_specs = [specs] * self.parties if isinstance(specs, PartySpec) else list(specs)
+        if len(self.party_specs) != self.parties:
+            raise ConfigError(f"{len(self.party_specs)} party specs given for {self.parties} parties")
+        if self.link_config.ports is not None and len(self.link_config.ports) != self.parties:
+            raise ConfigError(f"{len(self.link_config.ports)} link ports given for {self.parties} parties")
+        self.placement_name = placement
+        self.address = address
+        self.id = uuid.uuid4().hex[:12]
+        self._own_workdir = workdir is None
+        self.workdir = workdir or tempfile.mkdtemp(prefix=f"raympc-session-{self.id}-")
+        self.owners = Owners(tuple(owners), self.parties, self.spu_config.runtime_config())
+        self.cache = ProgramCache()
+        self.metrics: RunMetrics | None = None
+        self.party_info: list[dict[str, Any]] = []
+        self._copts = self.spu_config.compiler_options()
+        self._ray: RayHandle | None = None
+        self._placement: Placement | None = None
+        self._actors: list[Any] = []
+        self._names = itertools.count()
+        self._pending_free: list[str] = []
+        self._broken: RaympcError | None = None
+        self._closed = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def __enter__(self) -> "Session":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> "Session":
+        if self._actors:
+            return self
+        if self._closed:
+            raise SessionClosedError("a closed session cannot be reopened; create a new one")
+        try:
+            self._ray = start_or_join(self.address)
+            self._placement = place(self.placement_name, self.party_specs)
+            self._start_actors()
+            self._connect()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start_actors(self) -> None:
+        remote_party = ray.remote(Party)
+        log_dir = os.path.join(self.workdir, "logs")
+        for rank, (spec, opts) in enumerate(zip(self.party_specs, self._placement.options)):
+            threads = spec.threads or max(1, math.ceil(spec.num_cpus))
+            env = {"YACL_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+            actor = remote_party.options(
+                **opts, max_restarts=0, max_concurrency=1, runtime_env={"env_vars": env},
+                name=f"raympc-{self.id}-party{rank}",
+            ).remote(rank, self.spu_config, self.link_config, log_dir)
+            self._actors.append(actor)
+        self.party_info = self._gather([a.describe.remote() for a in self._actors], "start")
+
+    def _connect(self) -> None:
+        ports = self.link_config.ports or [None] * self.parties
+        node_ips = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
+        # Parties that share the driver's node talk over loopback; others over their node's IP.
+        hosts = ["127.0.0.1" if self.placement_name == "local" else node_ips[info["node_id"]]
+                 for info in self.party_info]
+        addresses = self._gather([a.choose_port.remote(h, p) for a, h, p in zip(self._actors, hosts, ports)], "port")
+        for info, addr in zip(self.party_info, addresses):
+            info["address"] = addr
+        # All ranks connect at once: create_brpc blocks until every peer has connected.
+        self._gather([a.connect.remote(self._peer_addresses(rank, addresses))
+                      for rank, a in enumerate(self._actors)], "connect")
+
+    def _peer_addresses(self, rank: int, addresses: list[str]) -> list[str]:
+        """The address list party `rank` dials; the network layer may route it through shapers."""
+        return list(addresses)
+
+    def close(self) -> None:
+        """Idempotent: kill the parties, release the placement group, stop the Ray we started."""
+        if self._closed:
+            return
+        self._closed = True
+        for actor in self._actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - already dead is fine
+                pass
+        self._actors = []
+        if self._placement is not None:
+            try:
+                self._placement.release()
+            except Exception:  # noqa: BLE001
+                pass
+        if self._ray is not None:
+            self._ray.shutdown()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- values -----------------------------------------------------------------------------
+    def share(self, value: Any, owner: str = "user") -> SecretValue:
+        """Secret-share `value` from `owner` onto the parties; it stays there until freed."""
+        self._check_open()
+        arr = canonical_array(value, f"input owned by {owner!r}")
+        return self._upload(arr, owner, libspu.Visibility.VIS_SECRET)
+
+    def _upload(self, arr: np.ndarray, owner: str, vis: libspu.Visibility) -> SecretValue:
+        shares = self.owners[owner].make_shares(arr, vis)
+        name = f"v{next(self._names)}"
+        # One object per share, each passed to its own party only.
+        self._gather([a.set_share.remote(name, ray.put(s)) for a, s in zip(self._actors, shares)], "share")
+        handle = SecretValue(name=name, spec=spec_of(arr), session_id=self.id, visibility=int(vis))
+        handle._finalizer = weakref.finalize(handle, self._pending_free.append, name)
+        return handle
+
+    def reveal(self, values: Any, to: str = "user") -> Any:
+        """Reconstruct secret handles for the owner `to` (a pytree of handles in, arrays out)."""
+        self._check_open()
+        owner = self.owners[to]
+        leaves, tree = jax.tree_util.tree_flatten(values, is_leaf=lambda x: isinstance(x, SecretValue))
+        for leaf in leaves:
+            self._check_handle(leaf)
+        names = [h.name for h in leaves]
+        per_party = self._gather([a.get_shares.remote(names) for a in self._actors], "reveal")
+        arrays = [owner.reconstruct([per_party[r][i] for r in range(self.parties)]).reshape(h.shape)
+                  for i, h in enumerate(leaves)]
+        return jax.tree_util.tree_unflatten(tree, arrays)
+
+    def free(self, values: Any) -> None:
+        """Drop secret handles from the parties now (otherwise they go when garbage-collected)."""
+        for h in jax.tree_util.tree_leaves(values, is_leaf=lambda x: isinstance(x, SecretValue)):
+            if isinstance(h, SecretValue) and h._finalizer is not None:
+                h._finalizer()
+
+    # -- secure functions -------------------------------------------------------------------
+    def compile(self, fn: Callable, *example_args: Any) -> SecureFunction:
+        """Compile `fn` for the shapes, dtypes and visibilities of `example_args` (not sent anywhere)."""
+        self._check_open()
+        leaves, tree = self._flatten(example_args)
+        specs, vis = zip(*(self._describe(leaf) for leaf in leaves)) if leaves else ((), ())
+        program = self.cache.compile(fn, specs, tree, vis, self._copts)
+        return SecureFunction(self, fn, program)
+
+    def run(self, fn: Callable, *args: Any, reveal_to: str | None = "user") -> RunResult:
+        """Compile (cached), share the inputs, run all parties at once, reveal to `reveal_to`.
+
+        Arguments are pytrees. Plain arrays are secrets of the owner "user"; wrap with
+        `Secret(x, owner=...)` or `Public(x)`, or pass a `SecretValue` already on the parties.
+        `reveal_to=None` keeps the outputs secret-shared and returns handles.
+        """
+        return self._call(fn, args, reveal_to, expect=None)
+
+    def _call(self, fn: Callable, args: tuple, reveal_to: str | None,
+              expect: CompiledProgram | None) -> RunResult:
+        self._check_open()
+        if reveal_to is not None:
+            self.owners[reveal_to]  # unknown receiver: fail before sending anything
+        leaves, tree = self._flatten(args)
+        described = [self._describe(leaf) for leaf in leaves]
+        specs = tuple(d[0] for d in described)
+        vis = tuple(d[1] for d in described)
+        arrays = [self._array_of(leaf, i) for i, leaf in enumerate(leaves)]
+        if expect is not None:
+            self._check_matches(expect, specs, vis, tree)
+            program = expect
+        else:
+            program = self.cache.compile(fn, specs, tree, vis, self._copts)
+
+        inputs, temporaries = [], []
+        for leaf, arr in zip(leaves, arrays):
+            if isinstance(leaf, SecretValue):
+                inputs.append(leaf.name)
+                continue
+            owner = leaf.owner if isinstance(leaf, Secret) else "user"
+            vis_kind = libspu.Visibility.VIS_PUBLIC if isinstance(leaf, Public) else libspu.Visibility.VIS_SECRET
+            handle = self._upload(arr, owner, vis_kind)
+            inputs.append(handle.name)
+            temporaries.append(handle)
+
+        outputs = [f"v{next(self._names)}" for _ in program.out_specs]
+        code_ref = ray.put(program.code)
+        has = self._gather([a.has_program.remote(program.key) for a in self._actors], "run")
+        free, self._pending_free[:] = list(self._pending_free), []
+        start = time.perf_counter()
+        rank_dicts = self._gather([
+            a.run.remote(program.key, None if has[r] else code_ref, program.name, inputs, outputs, free)
+            for r, a in enumerate(self._actors)], "run")
+        wall = time.perf_counter() - start
+        ranks = [RankMetrics.from_dict(d) for d in rank_dicts]
+        metrics = RunMetrics(program=program.name, wall_time_s=wall, ranks=ranks,
+                             extra={"program_key": program.key[:16], "session": self.describe()})
+        self._accumulate(metrics)
+        for h in temporaries:
+            self.free(h)
+
+        handles = []
+        for name, spec in zip(outputs, program.out_specs):
+            h = SecretValue(name=name, spec=spec, session_id=self.id, visibility=int(libspu.Visibility.VIS_SECRET))
+            h._finalizer = weakref.finalize(h, self._pending_free.append, name)
+            handles.append(h)
+        result_tree = jax.tree_util.tree_unflatten(program.out_tree, handles)
+        if reveal_to is not None:
+            revealed = self.reveal(result_tree, to=reveal_to)
+            self.free(handles)
+            result_tree = revealed
+        return RunResult(outputs=result_tree, metrics=metrics, program=program)
+
+    # -- helpers ----------------------------------------------------------------------------
+    @staticmethod
+    def _flatten(args: Any) -> tuple[list[Any], Any]:
+        tagged = lambda x: isinstance(x, (Secret, Public, SecretValue))  # noqa: E731
+        # Push Secret/Public tags down to the array leaves so model parameter trees can be tagged whole.
+        def push(x: Any) -> Any:
+            if isinstance(x, Secret):
+                return jax.tree_util.tree_map(lambda a: Secret(a, x.owner), x.value)
+            if isinstance(x, Public):
+                return jax.tree_util.tree_map(Public, x.value)
+            return x
+        pushed = jax.tree_util.tree_map(push, args, is_leaf=tagged)
+        return jax.tree_util.tree_flatten(pushed, is_leaf=tagged)
+
+    def _describe(self, leaf: Any) -> tuple[ArgSpec, int]:
+        if isinstance(leaf, SecretValue):
+            self._check_handle(leaf)
+            return leaf.spec, leaf.visibility
+        vis = libspu.Visibility.VIS_PUBLIC if isinstance(leaf, Public) else libspu.Visibility.VIS_SECRET
+        return spec_of(self._array_of(leaf, None)), int(vis)
+
+    @staticmethod
+    def _array_of(leaf: Any, index: int | None) -> np.ndarray | None:
+        if isinstance(leaf, SecretValue):
+            return None
+        value = leaf.value if isinstance(leaf, (Secret, Public)) else leaf
+        what = "input" if index is None else f"input {index}"
+        return canonical_array(value, what)
+
+    def _check_handle(self, h: SecretValue) -> None:
+        if h.session_id != self.id:
+            raise InputError(f"secret value {h.name} belongs to another session ({h.session_id})")
+        if h._finalizer is not None and not h._finalizer.alive:
+            raise InputError(f"secret value {h.name} was freed")
+
+    @staticmethod
+    def _check_matches(program: CompiledProgram, specs: tuple, vis: tuple, tree: Any) -> None:
+        if tree != program.in_tree or len(specs) != len(program.in_specs):
+            raise InputError(f"{program.name}: inputs have structure {tree}, compiled for {program.in_tree}")
+        for i, (got, want) in enumerate(zip(specs, program.in_specs)):
+            if got != want:
+                raise InputError(f"{program.name}: input {i} is {got}, the program was compiled for {want}")
+        if tuple(vis) != program.in_visibility:
+            raise InputError(f"{program.name}: input visibilities {vis} differ from the compiled {program.in_visibility}")
+
+    def _accumulate(self, m: RunMetrics) -> None:
+        if self.metrics is None:
+            self.metrics = RunMetrics(program="session", wall_time_s=0.0, runs=0,
+                                      ranks=[RankMetrics(rank=r.rank, node=r.node) for r in m.ranks])
+        self.metrics.add(m)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "protocol": self.spu_config.protocol, "field": self.spu_config.field,
+            "parties": self.parties, "placement": self.placement_name,
+            "exp_mode": self.spu_config.exp_mode,
+            "nodes": [i.get("node_id", "")[:12] for i in self.party_info],
+            "hosts": [i.get("host", "") for i in self.party_info],
+        }
+
+    def _check_open(self) -> None:
+        if self._broken is not None:
+            raise SessionClosedError(f"session is broken by an earlier failure: {self._broken}")
+        if self._closed or not self._actors:
+            raise SessionClosedError("session is not open")
+
+    def _node_of(self, rank: int) -> str:
+        if rank < len(self.party_info):
+            return self.party_info[rank].get("host") or self.party_info[rank].get("node_id", "?")
+        return "?"
+
+    def _fail(self, error: RaympcError) -> RaympcError:
+        """Mark the session broken and kill the parties: their links cannot be resynchronised."""
+        self._broken = error
+        for actor in self._actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001
+                pass
+        return error
+
+    def _gather(self, refs: list[Any], what: str) -> list[Any]:
+        """Wait for one call per party; turn any failure into a typed error naming the rank.
+
+        A dead actor is reported at once. A party that raises makes us wait `FAILURE_GRACE_S` for
+        the others: if they raised peer-timeouts while one rank stayed silent, the silent rank is the
+        culprit (PartyUnresponsiveError); otherwise the first rank that raised is.
+        """
+        pending = {ref: rank for rank, ref in enumerate(refs)}
+        results: list[Any] = [None] * len(refs)
+        errors: dict[int, BaseException] = {}
+        deadline: float | None = None
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=_POLL_S)
+            for ref in ready:
+                rank = pending.pop(ref)
+                try:
+                    results[rank] = ray.get(ref)
+                except RayActorError as exc:
+                    raise self._fail(PartyDiedError(rank, self._node_of(rank), f"actor died during {what}: {exc}")) from exc
+                except RayTaskError as exc:
+                    errors[rank] = exc.cause if exc.cause is not None else exc
+                    deadline = deadline or time.monotonic() + FAILURE_GRACE_S
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        if not errors:
+            return results
+        timeouts = {r for r, e in errors.items() if any(m in str(e).lower() for m in _TIMEOUT_MARKERS)}
+        silent = sorted(pending.values())
+        if silent and timeouts == set(errors):
+            rank = silent[0]
+            raise self._fail(PartyUnresponsiveError(
+                rank, self._node_of(rank),
+                f"no answer during {what}; peers {sorted(errors)} timed out waiting for it"))
+        rank = min(set(errors) - timeouts) if set(errors) - timeouts else min(errors)
+        cause = errors[rank]
+        if isinstance(cause, RaympcError) and what in ("port", "connect"):
+            raise self._fail(cause) from cause
+        raise self._fail(PartyError(rank, self._node_of(rank), f"{what} failed: {cause}")) from cause

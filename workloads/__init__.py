@@ -1,0 +1,1 @@
+"""Workloads: the programs raympc runs securely (small kernels now; diffusion models later)."""
