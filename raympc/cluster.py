@@ -40,7 +40,12 @@ def start_or_join(address: str | None = None, num_cpus: int | None = None,
     already running on the machine (plain `ray.init()` would).
     """
     if ray.is_initialized():
-        return RayHandle(owned=False, address=ray.get_runtime_context().gcs_address)
+        current = ray.get_runtime_context().gcs_address
+        if address not in (None, "auto", current):
+            raise RayStartError(
+                f"this process is already connected to Ray at {current}; cannot also join {address!r}"
+            )
+        return RayHandle(owned=False, address=current)
     if address is None:
         temp_dir = tempfile.mkdtemp(prefix="raympc-", dir="/tmp")
         cpus = max(num_cpus or os.cpu_count() or 1, MIN_EMBEDDED_CPUS)

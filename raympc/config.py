@@ -79,6 +79,9 @@ class LinkConfig(BaseModel):
     connect_retry_interval_ms: int = Field(500, ge=10)
     # 0 keeps yacl's default window of in-flight async sends.
     throttle_window_size: int = Field(0, ge=0)
+    # brpc channel settings passed through to yacl ("" keeps yacl's defaults).
+    brpc_protocol: str = ""
+    brpc_connection_type: str = ""
     bind_host: str | None = Field(None, description="address the parties listen on; default: node IP")
     ports: tuple[int, ...] | None = Field(None, description="fixed link ports per rank; default: free ports")
 
@@ -89,6 +92,10 @@ class LinkConfig(BaseModel):
         desc.http_max_payload_size = self.max_payload_bytes
         desc.connect_retry_times = self.connect_retries
         desc.connect_retry_interval_ms = self.connect_retry_interval_ms
+        if self.brpc_protocol:
+            desc.brpc_channel_protocol = self.brpc_protocol
+        if self.brpc_connection_type:
+            desc.brpc_channel_connection_type = self.brpc_connection_type
         if self.throttle_window_size:
             desc.throttle_window_size = self.throttle_window_size
         return desc

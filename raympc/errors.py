@@ -7,7 +7,7 @@ class RaympcError(Exception):
     """Base class of every error raised by raympc."""
 
 
-class ConfigError(RaympcError, ValueError):
+class ConfigError(RaympcError):
     """An invalid protocol, field, placement or link setting (raised before anything starts)."""
 
 
@@ -34,13 +34,20 @@ class PortInUseError(LinkSetupError):
         self.rank, self.host, self.port = rank, host, port
         super().__init__(f"party {rank}: port {port} on {host} is already in use")
 
+    def __reduce__(self):  # raised inside party actors: must survive pickling
+        return (type(self), (self.rank, self.host, self.port))
+
 
 class PartyError(RaympcError, RuntimeError):
     """A party failed during a run. `rank` and `node` name it."""
 
     def __init__(self, rank: int, node: str, message: str):
         self.rank, self.node = rank, node
+        self.detail = message
         super().__init__(f"party {rank} on node {node}: {message}")
+
+    def __reduce__(self):
+        return (type(self), (self.rank, self.node, self.detail))
 
 
 class PartyDiedError(PartyError):

@@ -112,9 +112,6 @@ class Party:
         return dict(self._received)
 
     # -- runs -------------------------------------------------------------------------------
-    def has_program(self, key: str) -> bool:
-        return key in self._programs
-
     def run(self, key: str, code: bytes | None, name: str, inputs: list[str], outputs: list[str],
             free: list[str]) -> dict[str, Any]:
         self.delete(free)

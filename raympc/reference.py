@@ -94,7 +94,10 @@ def simulate(program: CompiledProgram, arrays: Sequence[np.ndarray], spu_config:
 
 def simulate_in_ray(program: CompiledProgram, arrays: Sequence[np.ndarray], spu_config: SpuConfig,
                     threads_per_party: int = 1) -> ReferenceResult:
-    """`simulate` in a fresh Ray worker; the simulator process gets the same yacl thread count."""
+    """`simulate` in a fresh Ray worker with the same yacl thread count per party.
+
+    It reserves no CPU: it measures, and must run even while a session holds every CPU.
+    """
     env = {"YACL_NUM_THREADS": str(threads_per_party), "OMP_NUM_THREADS": str(threads_per_party)}
-    task = ray.remote(simulate).options(num_cpus=1, runtime_env={"env_vars": env}, max_retries=0)
+    task = ray.remote(simulate).options(num_cpus=0, runtime_env={"env_vars": env}, max_retries=0)
     return ray.get(task.remote(program, list(arrays), spu_config))

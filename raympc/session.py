@@ -23,7 +23,7 @@ from .cluster import RayHandle, start_or_join
 from .compiler import ArgSpec, CompiledProgram, ProgramCache
 from .config import LinkConfig, PartySpec, SpuConfig
 from .errors import (
-    ConfigError, InputError, LinkSetupError, PartyDiedError, PartyError, PartyUnresponsiveError,
+    ConfigError, InputError, PartyDiedError, PartyError, PartyUnresponsiveError, PlacementError,
     RaympcError, SessionClosedError,
 )
 from .metrics import RankMetrics, RunMetrics
@@ -32,6 +32,8 @@ from .party import Party
 from .placement import Placement, place
 from .values import Public, Secret, SecretValue, canonical_array, spec_of
 
+# Actors that cannot be scheduled (not enough CPUs, missing resources) wait forever in Ray.
+ACTOR_START_TIMEOUT_S = 60.0
 # After one party fails, how long the others get to report before the still-silent ones are blamed.
 FAILURE_GRACE_S = 5.0
 _POLL_S = 0.5
@@ -103,6 +105,7 @@ class Session:
         self._actors: list[Any] = []
         self._names = itertools.count()
         self._pending_free: list[str] = []
+        self._shipped: set[str] = set()
         self._broken: RaympcError | None = None
         self._closed = False
 
@@ -140,7 +143,14 @@ class Session:
                 name=f"raympc-{self.id}-party{rank}",
             ).remote(rank, self.spu_config, self.link_config, log_dir)
             self._actors.append(actor)
-        self.party_info = self._gather([a.describe.remote() for a in self._actors], "start")
+        try:
+            self.party_info = self._gather([a.describe.remote() for a in self._actors], "start",
+                                           timeout=ACTOR_START_TIMEOUT_S)
+        except GetTimeoutError as exc:
+            need = [{"CPU": s.num_cpus, "GPU": s.num_gpus, **s.resources} for s in self.party_specs]
+            raise PlacementError(
+                f"the parties did not start within {ACTOR_START_TIMEOUT_S:.0f} s: they need {need}; "
+                f"available now: {ray.available_resources()}") from exc
 
     def _connect(self) -> None:
         ports = self.link_config.ports or [None] * self.parties
@@ -149,8 +159,8 @@ class Session:
         hosts = ["127.0.0.1" if self.placement_name == "local" else node_ips[info["node_id"]]
                  for info in self.party_info]
         addresses = self._gather([a.choose_port.remote(h, p) for a, h, p in zip(self._actors, hosts, ports)], "port")
-        for info, addr in zip(self.party_info, addresses):
-            info["address"] = addr
+        for info, host, addr in zip(self.party_info, hosts, addresses):
+            info.update(address=addr, host=host, node_ip=node_ips.get(info["node_id"], "?"))
         # All ranks connect at once: create_brpc blocks until every peer has connected.
         self._gather([a.connect.remote(self._peer_addresses(rank, addresses))
                       for rank, a in enumerate(self._actors)], "connect")
@@ -261,13 +271,14 @@ class Session:
             temporaries.append(handle)
 
         outputs = [f"v{next(self._names)}" for _ in program.out_specs]
-        code_ref = ray.put(program.code)
-        has = self._gather([a.has_program.remote(program.key) for a in self._actors], "run")
+        # Parties keep programs by key for the session's life: ship the code only once.
+        code_ref = None if program.key in self._shipped else ray.put(program.code)
         free, self._pending_free[:] = list(self._pending_free), []
         start = time.perf_counter()
         rank_dicts = self._gather([
-            a.run.remote(program.key, None if has[r] else code_ref, program.name, inputs, outputs, free)
-            for r, a in enumerate(self._actors)], "run")
+            a.run.remote(program.key, code_ref, program.name, inputs, outputs, free)
+            for a in self._actors], "run", timeout=None)
+        self._shipped.add(program.key)
         wall = time.perf_counter() - start
         ranks = [RankMetrics.from_dict(d) for d in rank_dicts]
         metrics = RunMetrics(program=program.name, wall_time_s=wall, ranks=ranks,
@@ -355,9 +366,10 @@ class Session:
             raise SessionClosedError("session is not open")
 
     def _node_of(self, rank: int) -> str:
-        if rank < len(self.party_info):
-            return self.party_info[rank].get("host") or self.party_info[rank].get("node_id", "?")
-        return "?"
+        if rank >= len(self.party_info):
+            return "?"
+        info = self.party_info[rank]
+        return f"{info.get('node_ip', '?')} (node {info.get('node_id', '?')[:8]})"
 
     def _fail(self, error: RaympcError) -> RaympcError:
         """Mark the session broken and kill the parties: their links cannot be resynchronised."""
@@ -369,9 +381,11 @@ class Session:
                 pass
         return error
 
-    def _gather(self, refs: list[Any], what: str) -> list[Any]:
+    def _gather(self, refs: list[Any], what: str, timeout: float | None | str = "default") -> list[Any]:
         """Wait for one call per party; turn any failure into a typed error naming the rank.
 
+        Calls other than runs are quick: a rank that has not answered one within the link's recv
+        timeout is declared unresponsive. Runs are bounded by the parties' own recv timeouts.
         A dead actor is reported at once. A party that raises makes us wait `FAILURE_GRACE_S` for
         the others: if they raised peer-timeouts while one rank stayed silent, the silent rank is the
         culprit (PartyUnresponsiveError); otherwise the first rank that raised is.
@@ -380,7 +394,16 @@ class Session:
         results: list[Any] = [None] * len(refs)
         errors: dict[int, BaseException] = {}
         deadline: float | None = None
+        if timeout == "default":
+            timeout = self.link_config.recv_timeout_s + FAILURE_GRACE_S
+        give_up = None if timeout is None else time.monotonic() + timeout
         while pending:
+            if give_up is not None and time.monotonic() >= give_up and not errors:
+                silent = sorted(pending.values())
+                if what == "start":
+                    raise GetTimeoutError(f"{what}: ranks {silent} did not answer in {timeout} s")
+                raise self._fail(PartyUnresponsiveError(
+                    silent[0], self._node_of(silent[0]), f"no answer to {what} within {timeout:.0f} s"))
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=_POLL_S)
             for ref in ready:
                 rank = pending.pop(ref)

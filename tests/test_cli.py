@@ -1,0 +1,38 @@
+"""The console script: `raympc info` and `raympc demo` run end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def _raympc(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "raympc.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_info_lists_versions_and_nodes():
+    proc = _raympc("info", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads(proc.stdout[proc.stdout.index("{\n"):])
+    assert info["versions"]["spu"] == "0.9.5"
+    assert len(info["nodes"]) == 1 and info["nodes"][0]["resources"]["CPU"] >= 3
+
+
+def test_demo_reports_errors_and_metrics(tmp_path):
+    proc = _raympc("demo", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "secure vs plaintext" in proc.stdout
+    summary = json.loads((tmp_path / "demo.json").read_text())
+    for kernel in summary["kernels"].values():
+        assert max(kernel["max_abs_error"]) < 1e-2
+        assert kernel["metrics"]["send_bytes"] > 0
+        assert len(kernel["metrics"]["ranks"]) == 3
+
+
+def test_bad_protocol_is_a_clean_error():
+    proc = _raympc("demo", "--protocol", "nope")
+    assert proc.returncode == 1
+    assert "unknown protocol 'nope'" in proc.stderr
+    assert "Traceback" not in proc.stderr
