@@ -9,6 +9,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from netsim import ProfileError, ShapingError
+
 from .errors import RaympcError
 
 
@@ -32,6 +34,20 @@ def _cmd_bench_runtime(args: argparse.Namespace) -> None:
     bench_runtime(scale=args.scale, repeats=args.repeats, out=args.out)
 
 
+def _cmd_netsim(args: argparse.Namespace) -> None:
+    from netsim import commands
+
+    console = Console()
+    if args.verb == "probe":
+        commands.cmd_probe(console)
+    elif args.verb == "set":
+        commands.cmd_set(args.profile, args.parties.split(","), args.backend, console, args.duration)
+    elif args.verb == "show":
+        commands.cmd_show(console)
+    else:
+        commands.cmd_reset(args.all, console)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raympc", description="Secure three-party computation on Ray, measured.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -47,6 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=_cmd_info)
 
+    ns = sub.add_parser("netsim", help="network shaping: probe, set, show, reset")
+    verbs = ns.add_subparsers(dest="verb", required=True)
+    verbs.add_parser("probe", help="what this kernel supports and which backend 'auto' picks")
+    ns_set = verbs.add_parser("set", help="shape the links between parties until Ctrl-C")
+    ns_set.add_argument("profile", help="a preset (unshaped, lan, wan, wan-slow, spu-wan) or 'RATE,DELAY[,JITTER]'")
+    ns_set.add_argument("--parties", required=True, help="comma-separated host:port each party listens on")
+    ns_set.add_argument("--backend", default="auto", help="auto, relay, tc, tc+relay or none")
+    ns_set.add_argument("--duration", type=float, default=None, help="seconds, then remove (default: until Ctrl-C)")
+    verbs.add_parser("show", help="active shapings and their counters")
+    ns_reset = verbs.add_parser("reset", help="undo shapings left by killed runs")
+    ns_reset.add_argument("--all", action="store_true", help="also those whose owner is still running")
+    ns.set_defaults(func=_cmd_netsim)
+
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     rt = bench_sub.add_parser("runtime", help="Ray-hosted parties vs SPU's in-process simulation")
@@ -61,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except RaympcError as exc:
+    except (RaympcError, ShapingError, ProfileError) as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}")
         return 1
     return 0

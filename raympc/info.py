@@ -33,6 +33,21 @@ def show_info(address: str | None = None, console: Console | None = None) -> dic
         t.add_row(k, v)
     console.print(t)
 
+    from netsim import choose_backend, probe
+    from netsim.profile import PRESETS
+
+    caps = probe()
+    info["network_shaping"] = {"capabilities": caps.to_dict(),
+                               "auto_backend": {n: choose_backend(p, caps)[0] for n, p in PRESETS.items()}}
+    st = Table(title="network shaping (raympc netsim probe for details)")
+    st.add_column("root")
+    st.add_column("htb")
+    st.add_column("netem")
+    st.add_column("auto backend for 'wan'")
+    st.add_row(*("yes" if v else "no" for v in (caps.root, caps.htb, caps.netem)),
+               info["network_shaping"]["auto_backend"]["wan"])
+    console.print(st)
+
     handle = start_or_join(address)
     try:
         nodes = alive_nodes()

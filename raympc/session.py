@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import jax
+import netsim
 import numpy as np
 import ray
 import spu.libspu as libspu
@@ -38,6 +39,11 @@ ACTOR_START_TIMEOUT_S = 60.0
 FAILURE_GRACE_S = 5.0
 _POLL_S = 0.5
 _TIMEOUT_MARKERS = ("timeout", "timed out")
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
 
 
 @dataclass
@@ -80,6 +86,8 @@ class Session:
         address: str | None = None,
         owners: Sequence[str] = DEFAULT_OWNERS,
         workdir: str | None = None,
+        network: "str | netsim.NetworkProfile | None" = None,
+        shaping: str = "auto",
     ) -> None:
         self.spu_config = spu_config or SpuConfig(protocol=protocol, field=field, parties=parties)
         self.parties = self.spu_config.parties
@@ -92,6 +100,17 @@ class Session:
             raise ConfigError(f"{len(self.link_config.ports)} link ports given for {self.parties} parties")
         self.placement_name = placement
         self.address = address
+        try:
+            self.network = netsim.resolve(network)
+        except netsim.ProfileError as exc:
+            raise ConfigError(str(exc)) from exc
+        if shaping != "auto" and shaping not in netsim.BACKENDS:
+            raise ConfigError(f"unknown shaping backend {shaping!r}; choose 'auto' or one of {sorted(netsim.BACKENDS)}")
+        if placement != "local" and (self.network.shaped or shaping not in ("auto", "none")):
+            raise ConfigError("network shaping runs on one host for now: use placement='local' "
+                              "(shaping across machines shapes each node's NIC; see clusters/)")
+        self.shaping_backend = shaping
+        self._shaping: netsim.Shaping | None = None
         self.id = uuid.uuid4().hex[:12]
         self._own_workdir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix=f"raympc-session-{self.id}-")
@@ -161,13 +180,23 @@ class Session:
         addresses = self._gather([a.choose_port.remote(h, p) for a, h, p in zip(self._actors, hosts, ports)], "port")
         for info, host, addr in zip(self.party_info, hosts, addresses):
             info.update(address=addr, host=host, node_ip=node_ips.get(info["node_id"], "?"))
+        if self.network.shaped or self.shaping_backend not in ("auto", "none"):
+            links = [netsim.PartyLink(src, dst, _split(addresses[dst]))
+                     for src in range(self.parties) for dst in range(self.parties) if src != dst]
+            try:
+                self._shaping = netsim.shape(self.network, links, self.shaping_backend)
+            except netsim.ShapingError as exc:
+                raise ConfigError(str(exc)) from exc
         # All ranks connect at once: create_brpc blocks until every peer has connected.
         self._gather([a.connect.remote(self._peer_addresses(rank, addresses))
                       for rank, a in enumerate(self._actors)], "connect")
 
     def _peer_addresses(self, rank: int, addresses: list[str]) -> list[str]:
-        """The address list party `rank` dials; the network layer may route it through shapers."""
-        return list(addresses)
+        """The address list party `rank` dials: its own listen address, and per peer either the
+        peer itself or the shaper of the directed link rank -> peer."""
+        if self._shaping is None:
+            return list(addresses)
+        return [addresses[d] if d == rank else self._shaping.address(rank, d) for d in range(self.parties)]
 
     def close(self) -> None:
         """Idempotent: kill the parties, release the placement group, stop the Ray we started."""
@@ -180,6 +209,8 @@ class Session:
             except Exception:  # noqa: BLE001 - already dead is fine
                 pass
         self._actors = []
+        if self._shaping is not None:
+            self._shaping.close()
         if self._placement is not None:
             try:
                 self._placement.release()
@@ -274,6 +305,7 @@ class Session:
         # Parties keep programs by key for the session's life: ship the code only once.
         code_ref = None if program.key in self._shipped else ray.put(program.code)
         free, self._pending_free[:] = list(self._pending_free), []
+        links_before = self._shaping.counters() if self._shaping is not None else None
         start = time.perf_counter()
         rank_dicts = self._gather([
             a.run.remote(program.key, code_ref, program.name, inputs, outputs, free)
@@ -283,6 +315,8 @@ class Session:
         ranks = [RankMetrics.from_dict(d) for d in rank_dicts]
         metrics = RunMetrics(program=program.name, wall_time_s=wall, ranks=ranks,
                              extra={"program_key": program.key[:16], "session": self.describe()})
+        if links_before is not None:
+            metrics.extra["links"] = self._link_report(links_before, metrics.send_bytes)
         self._accumulate(metrics)
         for h in temporaries:
             self.free(h)
@@ -350,6 +384,15 @@ class Session:
                                       ranks=[RankMetrics(rank=r.rank, node=r.node) for r in m.ranks])
         self.metrics.add(m)
 
+    def _link_report(self, before: dict[str, dict[str, int]], spu_bytes: int) -> dict[str, Any]:
+        """Per-link bytes of one run, and how they compare with SPU's own count (brpc framing and
+        RPC responses make the wire figure a little larger)."""
+        after = self._shaping.counters()
+        per_link = {k: {f: after[k][f] - before.get(k, {}).get(f, 0) for f in ("bytes", "packets")} for k in after}
+        wire = sum(v["bytes"] for v in per_link.values())
+        return {"per_link": per_link, "wire_bytes": wire, "spu_send_bytes": spu_bytes,
+                "wire_vs_spu": (wire - spu_bytes) / spu_bytes if spu_bytes else None}
+
     def describe(self) -> dict[str, Any]:
         return {
             "id": self.id, "protocol": self.spu_config.protocol, "field": self.spu_config.field,
@@ -357,6 +400,8 @@ class Session:
             "exp_mode": self.spu_config.exp_mode,
             "nodes": [i.get("node_id", "")[:12] for i in self.party_info],
             "hosts": [i.get("host", "") for i in self.party_info],
+            "network": self._shaping.metadata() if self._shaping is not None
+            else {"profile": self.network.name, "backend": "none"},
         }
 
     def _check_open(self) -> None:

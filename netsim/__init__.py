@@ -1,0 +1,11 @@
+"""netsim: shape every party-to-party link and count its bytes. Importable without Ray or SPU."""
+
+from .backends import BACKENDS, PartyLink, Shaping, ShapingError, choose_backend, reset, shape
+from .probe import Capabilities, probe
+from .profile import PRESETS, LinkShape, NetworkProfile, ProfileError, parse_duration, parse_rate, resolve
+
+__all__ = [
+    "NetworkProfile", "LinkShape", "PRESETS", "resolve", "parse_rate", "parse_duration", "ProfileError",
+    "PartyLink", "Shaping", "ShapingError", "BACKENDS", "shape", "choose_backend", "reset",
+    "Capabilities", "probe",
+]

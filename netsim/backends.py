@@ -1,0 +1,283 @@
+"""Shaping backends (a registry) and the `Shaping` they return.
+
+Every shaped backend gives each directed party link a port of its own: a relay per link that
+the source party dials instead of the destination. What differs is who shapes:
+  relay     the relay: rate, delay, jitter (user space; no root, no netem)
+  tc        the kernel: htb rate, netem delay/jitter/loss (needs root, and netem for delay)
+  tc+relay  the kernel rate (htb), the relay's delay and jitter (for kernels without netem)
+  none      nothing: parties dial each other directly, no counters
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import sys
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from . import state, tc
+from .probe import Capabilities, probe
+from .profile import LinkShape, NetworkProfile
+from .relay import DirectedLink, Relay
+
+log = logging.getLogger("raympc.netsim")
+if not log.handlers:
+    _h = logging.StreamHandler(sys.stderr)
+    _h.setFormatter(logging.Formatter("raympc netsim: %(message)s"))
+    log.addHandler(_h)
+    log.setLevel(logging.INFO)
+
+
+class ShapingError(RuntimeError):
+    """Shaping cannot be applied as asked (unsupported, refused, or conflicting)."""
+
+
+@dataclass(frozen=True)
+class PartyLink:
+    """Directed link src -> dst; `upstream` is where dst really listens."""
+
+    src: int
+    dst: int
+    upstream: tuple[str, int]
+
+    @property
+    def key(self) -> str:
+        return f"{self.src}->{self.dst}"
+
+
+class Shaping:
+    """Shaping applied to a set of party links; undo with `close()` (also a context manager)."""
+
+    def __init__(self, backend: str, profile: NetworkProfile, links: list[PartyLink]) -> None:
+        self.backend, self.profile, self.links = backend, profile, links
+        self.id = uuid.uuid4().hex[:12]
+        self.notes: list[str] = []
+        self.applied: dict[str, dict] = {}
+        self._relays: dict[str, Relay] = {}
+        self._dlinks: dict[str, DirectedLink] = {}
+        self._tc_classes: dict[int, str] = {}
+        self._record: state.ShapingRecord | None = None
+        self._closed = False
+
+    # -- what callers use ---------------------------------------------------------------------
+    def address(self, src: int, dst: int) -> str:
+        """host:port that party `src` dials to reach party `dst`."""
+        key = f"{src}->{dst}"
+        if key in self._relays:
+            host, port = self._relays[key].address
+            return f"{host}:{port}"
+        link = next(l for l in self.links if l.key == key)
+        return f"{link.upstream[0]}:{link.upstream[1]}"
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Bytes and packets (relay: chunks) carried by each directed link so far."""
+        if self._tc_classes:
+            by_class = tc.class_counters()
+            return {key: by_class.get(cid, {"bytes": 0, "packets": 0}) for cid, key in self._tc_classes.items()}
+        return {key: d.counter.snapshot() for key, d in self._dlinks.items()}
+
+    def metadata(self) -> dict:
+        return {"profile": self.profile.name, "profile_detail": self.profile.describe(),
+                "backend": self.backend, "applied": self.applied, "notes": list(self.notes),
+                "counter_source": "tc class stats" if self._tc_classes else ("relay" if self._dlinks else None)}
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for relay in self._relays.values():
+            relay.close()
+        if self._tc_classes:
+            with _state_lock():
+                tc.remove_root()
+        if self._record is not None:
+            self._record.delete()
+
+    def __enter__(self) -> "Shaping":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def threads_alive(self) -> int:
+        return sum(r.threads_alive() for r in self._relays.values())
+
+    # -- building -----------------------------------------------------------------------------
+    def _start_relays(self, relay_shape: Callable[[LinkShape], LinkShape]) -> None:
+        for link in self.links:
+            self._dlinks[link.key] = DirectedLink(link.src, link.dst, relay_shape(self.profile.link(link.src, link.dst)))
+        for link in self.links:
+            back = self._dlinks[f"{link.dst}->{link.src}"]
+            self._relays[link.key] = Relay(self._dlinks[link.key], back, link.upstream)
+
+    def _record_state(self, interface: str | None) -> None:
+        self._record = state.ShapingRecord(id=self.id, pid=os.getpid(), backend=self.backend, interface=interface,
+                                           ports=[r.port for r in self._relays.values()])
+        self._record.save()
+
+
+@contextmanager
+def _state_lock() -> Iterator[None]:
+    state.STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(state.STATE_DIR / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _check_lo_free() -> None:
+    """Refuse to touch lo if anything but the kernel default sits at its root."""
+    with tc._ipr() as ipr:
+        kind, handle = tc.root_qdisc(ipr, tc.lo_index(ipr))
+    if kind in ("noqueue", "pfifo_fast") and handle == 0:
+        return
+    owners = [r for r in state.records() if r.interface == "lo"]
+    live = [r for r in owners if r.owner_alive]
+    if live:
+        raise ShapingError(f"lo is already shaped by raympc shaping {live[0].id} (pid {live[0].pid}); "
+                           "only one kernel shaping of lo at a time")
+    if owners:
+        raise ShapingError(f"lo still carries the qdisc of a killed raympc run ({owners[0].id}); "
+                           "run `raympc netsim reset` first")
+    raise ShapingError(f"lo has a root qdisc raympc did not create ({kind} {handle:#x}); refusing to touch it")
+
+
+def _reject_loss(profile: NetworkProfile, backend: str) -> None:
+    if profile.default.loss or any(s.loss for s in profile.links.values()):
+        raise ShapingError(f"backend {backend!r} cannot emulate loss: over TCP a relay can only delay, never drop. "
+                           "Use backend 'tc' on a kernel with sch_netem, or remove the loss.")
+
+
+def _no_relay_shape(shape: LinkShape) -> LinkShape:
+    return LinkShape()
+
+
+def _relay_delay_only(shape: LinkShape) -> LinkShape:
+    return LinkShape(delay_s=shape.delay_s, jitter_s=shape.jitter_s)
+
+
+def build_none(profile: NetworkProfile, links: list[PartyLink], caps: Capabilities) -> Shaping:
+    shaping = Shaping("none", profile, links)
+    if profile.shaped:
+        shaping.notes.append(f"profile {profile.name!r} asked for shaping, but backend 'none' applies nothing")
+    return shaping
+
+
+def build_relay(profile: NetworkProfile, links: list[PartyLink], caps: Capabilities) -> Shaping:
+    _reject_loss(profile, "relay")
+    shaping = Shaping("relay", profile, links)
+    shaping._start_relays(lambda s: s)
+    shaping._record_state(None)
+    shaping.applied = {k: {"relay": d.shape.describe()} for k, d in shaping._dlinks.items()}
+    return shaping
+
+
+def _build_kernel(profile: NetworkProfile, links: list[PartyLink], caps: Capabilities, relay_delay: bool) -> Shaping:
+    name = "tc+relay" if relay_delay else "tc"
+    if not caps.htb:
+        raise ShapingError(f"backend {name!r} needs kernel htb: {caps.detail}")
+    wants_delay = any(profile.link(l.src, l.dst).delay_s or profile.link(l.src, l.dst).jitter_s for l in links)
+    if relay_delay:
+        _reject_loss(profile, name)
+    elif (wants_delay or any(profile.link(l.src, l.dst).loss for l in links)) and not caps.netem:
+        raise ShapingError("backend 'tc' needs sch_netem for delay, jitter or loss, and this kernel has none; "
+                           "use 'tc+relay' (kernel rate, relay delay) or 'relay'")
+    shaping = Shaping(name, profile, links)
+    shaping._start_relays(_relay_delay_only if relay_delay else _no_relay_shape)
+    try:
+        with _state_lock():
+            _check_lo_free()
+            shaping._record_state("lo")
+            tc_links = []
+            for i, link in enumerate(links, start=1):
+                reverse = shaping._relays[f"{link.dst}->{link.src}"]
+                tc_links.append(tc.TcLink(key=link.key, classid=i, shape=profile.link(link.src, link.dst),
+                                          dports=(shaping._relays[link.key].port,), sports=(reverse.port,)))
+                shaping._tc_classes[i] = link.key
+            tc.apply(tc_links, use_netem=caps.netem and not relay_delay)
+    except BaseException:
+        shaping.close()
+        raise
+    for link in links:
+        shape = profile.link(link.src, link.dst)
+        applied = {"kernel_rate": "unlimited" if shape.rate_bps is None else f"{shape.rate_bps:g} bit/s"}
+        if relay_delay:
+            applied["relay_delay"] = f"{shape.delay_s * 1e3:g} ms ± {shape.jitter_s * 1e3:g} ms"
+        elif caps.netem:
+            applied["kernel_delay"] = f"{shape.delay_s * 1e3:g} ms ± {shape.jitter_s * 1e3:g} ms, loss {shape.loss:g}"
+        shaping.applied[link.key] = applied
+    if not caps.netem:
+        shaping.notes.append("kernel delay unavailable (no sch_netem): "
+                             + ("delay and jitter come from the relay" if relay_delay else "links have no added delay"))
+    return shaping
+
+
+def build_tc(profile: NetworkProfile, links: list[PartyLink], caps: Capabilities) -> Shaping:
+    return _build_kernel(profile, links, caps, relay_delay=False)
+
+
+def build_tc_relay(profile: NetworkProfile, links: list[PartyLink], caps: Capabilities) -> Shaping:
+    return _build_kernel(profile, links, caps, relay_delay=True)
+
+
+BACKENDS: dict[str, Callable[[NetworkProfile, list[PartyLink], Capabilities], Shaping]] = {
+    "none": build_none,
+    "relay": build_relay,
+    "tc": build_tc,
+    "tc+relay": build_tc_relay,
+}
+
+
+def choose_backend(profile: NetworkProfile, caps: Capabilities | None = None) -> tuple[str, str]:
+    """The backend `auto` picks for this profile on this machine, and why."""
+    caps = caps or probe()
+    if not profile.shaped:
+        return "none", "the profile shapes nothing"
+    wants_loss = profile.default.loss > 0 or any(s.loss for s in profile.links.values())
+    if caps.htb and caps.netem:
+        return "tc", "root with htb and netem: the kernel shapes rate, delay, jitter and loss"
+    if wants_loss:
+        raise ShapingError(f"profile {profile.name!r} asks for loss, which needs sch_netem; {caps.detail}")
+    if caps.htb:
+        return "relay", ("no sch_netem here; the user-space relay shapes rate and delay together "
+                         "(measured at least as faithful as kernel rate + relay delay, see `raympc bench netsim`)")
+    return "relay", f"kernel shaping unavailable ({caps.detail}); the user-space relay shapes instead"
+
+
+def shape(profile: NetworkProfile, links: list[PartyLink], backend: str = "auto") -> Shaping:
+    """Apply `profile` to `links` with `backend` ('auto' probes the machine)."""
+    caps = probe()
+    if backend == "auto":
+        backend, why = choose_backend(profile, caps)
+        if profile.shaped:
+            log.info("backend %s for %s: %s", backend, profile.describe(), why)
+    builder = BACKENDS.get(backend)
+    if builder is None:
+        raise ShapingError(f"unknown shaping backend {backend!r}; choose one of {sorted(BACKENDS)} or 'auto'")
+    shaping = builder(profile, links, caps)
+    for note in shaping.notes:
+        log.warning(note)
+    return shaping
+
+
+def reset(include_live: bool = False) -> list[str]:
+    """Undo shapings whose owner process died (all of them with `include_live`); what was undone."""
+    undone = []
+    with _state_lock():
+        for rec in state.records():
+            if rec.owner_alive and not include_live:
+                continue
+            if rec.interface == "lo":
+                removed = tc.remove_root()
+                undone.append(f"{rec.id} (pid {rec.pid}, {rec.backend}): "
+                              + ("removed the htb root on lo" if removed else "lo was already clean"))
+            else:
+                undone.append(f"{rec.id} (pid {rec.pid}, {rec.backend}): relay-only, nothing left in the kernel")
+            rec.delete()
+    return undone

@@ -1,0 +1,254 @@
+"""A user-space TCP relay per directed link: rate, one-way delay and jitter, with byte counters.
+
+Needs neither root nor netem. Each accepted connection gets two pumps: the forward pump shapes
+traffic as the link src->dst, the backward pump (the peer's RPC responses, TCP-level replies) as
+the link dst->src. The reader of a pump paces itself at the link rate (so the sender feels
+backpressure as on a real link); a writer releases each chunk at departure + delay (+ jitter),
+never reordering within a connection. Payloads are never logged or kept beyond delivery.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .profile import LinkShape
+
+CHUNK = 262144
+_PACE_SLACK_S = 0.0005
+
+
+@dataclass
+class LinkCounter:
+    bytes: int = 0
+    chunks: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, n: int) -> None:
+        with self.lock:
+            self.bytes += n
+            self.chunks += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self.lock:
+            return {"bytes": self.bytes, "packets": self.chunks}
+
+
+class Pacer:
+    """Serialises a directed link at its rate: a token bucket, like the kernel's tbf/htb.
+
+    The bucket (BURST_S of link time, at least BURST_MIN_BYTES) absorbs the relay's own
+    scheduling jitter: a reader that wakes late may catch up instead of losing link time for
+    good. It is kept small because MPC messages are small: a large bucket would let whole
+    messages skip their serialisation delay, which a real link always imposes.
+    """
+
+    BURST_S = 0.002
+    BURST_MIN_BYTES = 64 * 1024
+
+    def __init__(self, rate_bps: float | None) -> None:
+        self.rate_bps = rate_bps
+        self._next_free = 0.0
+        self._lock = threading.Lock()
+        if rate_bps is not None:
+            self._burst_s = max(self.BURST_S, self.BURST_MIN_BYTES * 8 / rate_bps)
+
+    def departure(self, nbytes: int, now: float) -> float:
+        if self.rate_bps is None:
+            return now
+        with self._lock:
+            start = max(now - self._burst_s, self._next_free)
+            self._next_free = start + nbytes * 8 / self.rate_bps
+            return max(self._next_free, now)
+
+
+class DirectedLink:
+    """Shared state of one directed link across all its connections."""
+
+    def __init__(self, src: int, dst: int, shape: LinkShape) -> None:
+        self.src, self.dst, self.shape = src, dst, shape
+        self.pacer = Pacer(shape.rate_bps)
+        self.counter = LinkCounter()
+
+    @property
+    def key(self) -> str:
+        return f"{self.src}->{self.dst}"
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+class _Pump:
+    """Moves bytes one way on one connection, shaped as `link`."""
+
+    def __init__(self, reader: socket.socket, writer: socket.socket, link: DirectedLink, on_done) -> None:
+        self.reader, self.writer, self.link, self.on_done = reader, writer, link, on_done
+        shape = link.shape
+        self.shaped = shape.rate_bps is not None or shape.delay_s > 0 or shape.jitter_s > 0
+        self._queue: collections.deque = collections.deque()
+        self._cond = threading.Condition()
+        self._eof = False
+        self.threads = [threading.Thread(target=self._read, daemon=True, name=f"relay-{link.key}-read")]
+        if self.shaped:
+            self.threads.append(threading.Thread(target=self._write, daemon=True, name=f"relay-{link.key}-write"))
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def _read(self) -> None:
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        last_delivery = 0.0
+        try:
+            while True:
+                n = self.reader.recv_into(buf)
+                if n == 0:
+                    break
+                if not self.shaped:
+                    self.writer.sendall(view[:n])
+                    self.link.counter.add(n)
+                    continue
+                now = time.monotonic()
+                departure = self.link.pacer.departure(n, now)
+                shape = self.link.shape
+                delay = shape.delay_s + (random.uniform(-shape.jitter_s, shape.jitter_s) if shape.jitter_s else 0.0)
+                last_delivery = max(last_delivery, departure + max(delay, 0.0))
+                with self._cond:
+                    self._queue.append((last_delivery, bytes(view[:n])))
+                    self._cond.notify()
+                # Hold the sender back to the link rate, as a real bottleneck would.
+                wait = departure - time.monotonic()
+                if wait > _PACE_SLACK_S:
+                    time.sleep(wait)
+        except OSError:
+            pass
+        finally:
+            if self.shaped:
+                with self._cond:
+                    self._eof = True
+                    self._cond.notify()
+            else:
+                self._finish()
+
+    def _write(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not self._queue and not self._eof:
+                        self._cond.wait()
+                    if not self._queue:
+                        break
+                    delivery, data = self._queue.popleft()
+                wait = delivery - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                self.writer.sendall(data)
+                self.link.counter.add(len(data))
+        except OSError:
+            pass
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        try:
+            self.writer.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        self.on_done()
+
+
+class Relay:
+    """Listens for the source party and forwards to the destination party's real address."""
+
+    def __init__(self, forward: DirectedLink, backward: DirectedLink, upstream: tuple[str, int],
+                 listen_host: str = "127.0.0.1") -> None:
+        self.forward, self.backward, self.upstream = forward, backward, upstream
+        self._server = socket.create_server((listen_host, 0), backlog=16)
+        self.address = self._server.getsockname()[:2]
+        self._sockets: list[socket.socket] = []
+        self._pumps: list[_Pump] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._accept, daemon=True, name=f"relay-{forward.key}-accept")
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.upstream, timeout=10)
+                upstream.settimeout(None)
+            except OSError:
+                _close(client)
+                continue
+            for s in (client, upstream):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            pair_done = _PairCloser(client, upstream)
+            pumps = [_Pump(client, upstream, self.forward, pair_done), _Pump(upstream, client, self.backward, pair_done)]
+            with self._lock:
+                if self._closed:
+                    _close(client)
+                    _close(upstream)
+                    return
+                self._sockets += [client, upstream]
+                self._pumps += pumps
+            for p in pumps:
+                p.start()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            sockets, pumps = list(self._sockets), list(self._pumps)
+        try:  # wakes the accept() that close() alone would leave blocked
+            self._server.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        _close(self._server)
+        for s in sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            _close(s)
+        self._thread.join(timeout=2)
+        for p in pumps:
+            for t in p.threads:
+                t.join(timeout=2)
+
+    def threads_alive(self) -> int:
+        with self._lock:
+            pumps = list(self._pumps)
+        return int(self._thread.is_alive()) + sum(t.is_alive() for p in pumps for t in p.threads)
+
+
+class _PairCloser:
+    """Closes both sockets of a connection once both directions have finished."""
+
+    def __init__(self, a: socket.socket, b: socket.socket) -> None:
+        self._a, self._b = a, b
+        self._left = 2
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+        if last:
+            _close(self._a)
+            _close(self._b)

@@ -1,0 +1,56 @@
+"""On-disk record of every active shaping, so a killed run can be undone by `raympc netsim reset`."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+STATE_DIR = Path(os.environ.get("RAYMPC_NETSIM_STATE", "/tmp/raympc-netsim"))
+
+
+@dataclass
+class ShapingRecord:
+    id: str
+    pid: int
+    backend: str
+    interface: str | None = None  # set when the kernel was changed
+    ports: list[int] = field(default_factory=list)
+    created: float = field(default_factory=time.time)
+
+    @property
+    def path(self) -> Path:
+        return STATE_DIR / f"{self.id}.json"
+
+    def save(self) -> None:
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self)))
+        tmp.replace(self.path)  # atomic: a reader never sees half a record
+
+    def delete(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    @property
+    def owner_alive(self) -> bool:
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def records() -> list[ShapingRecord]:
+    if not STATE_DIR.exists():
+        return []
+    out = []
+    for p in sorted(STATE_DIR.glob("*.json")):
+        try:
+            out.append(ShapingRecord(**json.loads(p.read_text())))
+        except (ValueError, TypeError):
+            p.unlink(missing_ok=True)  # a torn or foreign file: nothing we could undo from it
+    return out

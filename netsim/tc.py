@@ -1,0 +1,118 @@
+"""Kernel traffic control on loopback through pyroute2: an htb class per directed link.
+
+Layout on `lo` (single host): root htb 1: with no default class, so traffic raympc did not
+classify is passed straight through; class 1:<n> per directed link (rate, and ceil = rate);
+u32 filters send a link's packets to its class; a netem leaf adds delay/jitter/loss where the
+kernel has sch_netem. Each link is identified by the port of the relay that splits it out (see
+`backends.py`): its data has that destination port, and the replies on that connection (the
+reverse direction) have it as source port.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from .profile import LinkShape
+
+ETH_P_IP = 0x0800
+ROOT = "1:"
+ROOT_HANDLE = 0x10000
+# Loopback carries 64 KiB GSO segments: a burst smaller than a few of them throttles below the rate.
+MIN_BURST_BYTES = 256 * 1024
+NETEM_LIMIT_PACKETS = 100_000  # netem's default 1000 packets is far below a WAN bandwidth-delay product
+UNLIMITED_BPS = 100e9
+
+
+class TcError(RuntimeError):
+    """The kernel refused a traffic-control change."""
+
+
+@dataclass(frozen=True)
+class TcLink:
+    key: str  # "src->dst"
+    classid: int  # minor number under 1:
+    shape: LinkShape
+    dports: tuple[int, ...]
+    sports: tuple[int, ...]
+
+
+def _ipr():
+    from pyroute2 import IPRoute
+
+    return IPRoute()
+
+
+def lo_index(ipr) -> int:
+    return ipr.link_lookup(ifname="lo")[0]
+
+
+def root_qdisc(ipr, index: int) -> tuple[str, int]:
+    for q in ipr.get_qdiscs(index):
+        if q["parent"] == 0xFFFFFFFF:
+            return q.get_attr("TCA_KIND"), q["handle"]
+    return "noqueue", 0
+
+
+def _burst(rate_bps: float) -> int:
+    return max(MIN_BURST_BYTES, int(rate_bps / 8 * 0.002))
+
+
+def apply(links: Iterable[TcLink], use_netem: bool) -> None:
+    """Install the htb tree on lo. Caller has checked that lo's root is the default qdisc."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with _ipr() as ipr:
+        idx = lo_index(ipr)
+        try:
+            ipr.tc("add", "htb", idx, ROOT, default=0)
+            for link in links:
+                rate = link.shape.rate_bps or UNLIMITED_BPS
+                handle = f"1:{link.classid:x}"
+                # pyroute2 reads a bare int as bytes/s: say bits explicitly.
+                ipr.tc("add-class", "htb", idx, handle, parent=ROOT, rate=f"{int(rate)}bit", ceil=f"{int(rate)}bit",
+                       burst=_burst(rate), cburst=_burst(rate))
+                if use_netem and (link.shape.delay_s or link.shape.jitter_s or link.shape.loss):
+                    ipr.tc("add", "netem", idx, parent=handle, handle=f"{link.classid:x}:",
+                           delay=int(link.shape.delay_s * 1e6), jitter=int(link.shape.jitter_s * 1e6),
+                           loss=link.shape.loss * 100, limit=NETEM_LIMIT_PACKETS)
+                for port in link.dports:
+                    ipr.tc("add-filter", "u32", idx, parent=ROOT, protocol=ETH_P_IP, prio=10,
+                           target=handle, keys=[f"0x{port:04x}/0xffff+22"])
+                for port in link.sports:
+                    ipr.tc("add-filter", "u32", idx, parent=ROOT, protocol=ETH_P_IP, prio=10,
+                           target=handle, keys=[f"0x{port:04x}0000/0xffff0000+20"])
+        except NetlinkError as exc:
+            remove_root(ipr, idx)
+            raise TcError(f"traffic control on lo failed: {exc}") from exc
+
+
+def remove_root(ipr=None, index: int | None = None) -> bool:
+    """Delete our root htb on lo (restores the default qdisc). True if something was removed."""
+    own = ipr is None
+    ipr = ipr or _ipr()
+    try:
+        idx = index if index is not None else lo_index(ipr)
+        kind, handle = root_qdisc(ipr, idx)
+        if kind == "htb" and handle == ROOT_HANDLE:
+            ipr.tc("del", index=idx, handle=ROOT, root=True)
+            return True
+        return False
+    finally:
+        if own:
+            ipr.close()
+
+
+def class_counters() -> dict[int, dict[str, int]]:
+    """Bytes and packets sent by each class under our root, keyed by class minor number."""
+    out: dict[int, dict[str, int]] = {}
+    with _ipr() as ipr:
+        idx = lo_index(ipr)
+        for c in ipr.get_classes(idx):
+            if c["handle"] >> 16 != 1:
+                continue
+            stats = c.get_attr("TCA_STATS2")
+            basic = stats.get_attr("TCA_STATS_BASIC") if stats else None
+            if basic:
+                out[c["handle"] & 0xFFFF] = {"bytes": basic["bytes"], "packets": basic["packets"]}
+    return out
