@@ -9,7 +9,7 @@ import threading
 import time
 
 
-class TestServer:
+class LoopbackServer:
     """A loopback server: 'T'+length -> read that many bytes, answer 'K'; 'P' -> echo 1-byte pings."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
@@ -75,7 +75,7 @@ class TestServer:
         for t in [self._accept, *self._threads]:
             t.join(timeout=2)
 
-    def __enter__(self) -> "TestServer":
+    def __enter__(self) -> "LoopbackServer":
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,0 +1,71 @@
+"""A real secure run under a shaped network: slower by what its bytes and send actions predict."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+
+import numpy as np
+import pytest
+
+import netsim
+from raympc import ConfigError, Secret, Session
+
+
+def three_matmuls(a, b):
+    return ((a @ b) * a) @ b
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((64, 512)).astype(np.float32),
+            (rng.standard_normal((512, 512)) / 20).astype(np.float32))
+
+
+def _median_run(session, x, w, n=2):
+    session.run(three_matmuls, x, Secret(w, "model"))  # warm: program shipped, connections up
+    runs = [session.run(three_matmuls, x, Secret(w, "model")).metrics for _ in range(n)]
+    return statistics.median(m.wall_time_s for m in runs), runs[0]
+
+
+def test_wan_costs_what_bytes_and_actions_predict(ray_ready, inputs):
+    x, w = inputs
+    with Session(network="unshaped") as s:
+        base, _ = _median_run(s, x, w)
+    with Session(network="wan", shaping="relay") as s:
+        shaped, m = _median_run(s, x, w)
+        meta = s.describe()["network"]
+    wan = netsim.PRESETS["wan"].default
+    # Per rank, every send action waits one one-way delay and its bytes cross at the link rate;
+    # the slowest rank sets the pace.
+    predicted = (max(r.send_actions for r in m.ranks) * wan.delay_s
+                 + max(r.send_bytes for r in m.ranks) * 8 / wan.rate_bps)
+    extra = shaped - base
+    assert 0.6 * predicted <= extra <= 1.4 * predicted, (base, shaped, predicted)
+    # The run records what was asked for and what was applied, and the wire agrees with SPU.
+    assert meta["profile"] == "wan" and meta["backend"] == "relay"
+    assert meta["applied"]["0->1"]["relay"] == "400 Mbit/s, 20 ms one way"
+    links = m.extra["links"]
+    assert set(links["per_link"]) == {"0->1", "0->2", "1->0", "1->2", "2->0", "2->1"}
+    assert 0 <= links["wire_vs_spu"] <= 0.02, links
+
+
+def test_session_cleans_up_its_shaping(ray_ready, inputs):
+    x, w = inputs
+    with Session(network="100mbit,5ms", shaping="relay") as s:
+        s.run(three_matmuls, x, Secret(w, "model"))
+        assert [t for t in threading.enumerate() if t.name.startswith("relay-")]
+        record_ids = {r.id for r in netsim.state.records()}
+        assert s._shaping.id in record_ids
+    assert not [t for t in threading.enumerate() if t.name.startswith("relay-")]
+    assert s._shaping.id not in {r.id for r in netsim.state.records()}
+
+
+def test_bad_network_settings_are_config_errors():
+    with pytest.raises(ConfigError, match="unknown network profile"):
+        Session(network="moon")
+    with pytest.raises(ConfigError, match="unknown shaping backend"):
+        Session(network="wan", shaping="carrier-pigeon")
+    with pytest.raises(ConfigError, match="placement='local'"):
+        Session(network="wan", placement="spread")
