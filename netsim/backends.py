@@ -245,8 +245,9 @@ def choose_backend(profile: NetworkProfile, caps: Capabilities | None = None) ->
     if wants_loss:
         raise ShapingError(f"profile {profile.name!r} asks for loss, which needs sch_netem; {caps.detail}")
     if caps.htb:
-        return "relay", ("no sch_netem here; the user-space relay shapes rate and delay together "
-                         "(measured at least as faithful as kernel rate + relay delay, see `raympc bench netsim`)")
+        return "relay", ("no sch_netem here; the relay shapes rate and delay in user space: as faithful "
+                         "as kernel rate + relay delay for WAN presets (`raympc bench netsim`), needs no "
+                         "change to lo, and lets shaped sessions run side by side")
     return "relay", f"kernel shaping unavailable ({caps.detail}); the user-space relay shapes instead"
 
 

@@ -14,16 +14,22 @@ from netsim import ProfileError, ShapingError
 from .errors import RaympcError
 
 
+def make_console() -> Console:
+    """Rich squeezes tables to 80 columns when output is not a terminal (CI logs, files)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
-    run_demo(out=args.out, protocol=args.protocol, field=args.field)
+    run_demo(out=args.out, protocol=args.protocol, field=args.field, console=make_console())
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
     from .info import show_info
 
-    info = show_info(address=args.address)
+    info = show_info(address=args.address, console=make_console())
     if args.json:
         print(json.dumps(info, indent=2, default=str))
 
@@ -31,13 +37,19 @@ def _cmd_info(args: argparse.Namespace) -> None:
 def _cmd_bench_runtime(args: argparse.Namespace) -> None:
     from .bench.runtime import bench_runtime
 
-    bench_runtime(scale=args.scale, repeats=args.repeats, out=args.out)
+    bench_runtime(scale=args.scale, repeats=args.repeats, out=args.out, console=make_console())
+
+
+def _cmd_bench_netsim(args: argparse.Namespace) -> None:
+    from .bench.network import bench_netsim
+
+    bench_netsim(seconds=args.seconds, out=args.out, console=make_console())
 
 
 def _cmd_netsim(args: argparse.Namespace) -> None:
     from netsim import commands
 
-    console = Console()
+    console = make_console()
     if args.verb == "probe":
         commands.cmd_probe(console)
     elif args.verb == "set":
@@ -83,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--repeats", type=int, default=5)
     rt.add_argument("--out", type=Path, default=Path("runs/bench"))
     rt.set_defaults(func=_cmd_bench_runtime)
+    nb = bench_sub.add_parser("netsim", help="set vs measured rate and RTT per preset and backend")
+    nb.add_argument("--seconds", type=float, default=1.5, help="length of each throughput transfer")
+    nb.add_argument("--out", type=Path, default=Path("runs/bench"))
+    nb.set_defaults(func=_cmd_bench_netsim)
     return parser
 
 
