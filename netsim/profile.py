@@ -20,19 +20,24 @@ class ProfileError(ValueError):
     """A profile string or field that cannot be understood."""
 
 
+def _quantity(text: str, units: dict[str, float], default_unit: str, what: str, example: str) -> float:
+    """'<number><unit>' scaled by its unit; units are case-insensitive."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Zµ]+)?\s*", text)
+    if not m:
+        raise ProfileError(f"cannot parse {what} {text!r}; write e.g. {example}")
+    unit = (m[2] or default_unit).lower()
+    if unit not in units:
+        raise ProfileError(f"unknown {what} unit {m[2]!r} in {text!r}; use one of {sorted(units)}")
+    return float(m[1]) * units[unit]
+
+
 def parse_rate(value: Any) -> float | None:
     """'100mbit' -> 1e8 bit/s; numbers are bit/s; None, 0 and 'unlimited' mean no limit."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "unlimited", "inf")):
         return None
     if isinstance(value, (int, float)):
         return float(value) if value > 0 else None
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]+)?\s*", str(value))
-    if not m:
-        raise ProfileError(f"cannot parse rate {value!r}; write e.g. '100mbit', '1gbit', '500kbit'")
-    unit = (m[2] or "bit").lower()
-    if unit not in _RATE_UNITS:
-        raise ProfileError(f"unknown rate unit {m[2]!r} in {value!r}; use one of {sorted(_RATE_UNITS)}")
-    rate = float(m[1]) * _RATE_UNITS[unit]
+    rate = _quantity(str(value), _RATE_UNITS, "bit", "rate", "'100mbit', '1gbit', '500kbit'")
     return rate if rate > 0 else None
 
 
@@ -44,13 +49,7 @@ def parse_duration(value: Any) -> float:
         if value < 0:
             raise ProfileError(f"negative duration {value}")
         return float(value)
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Zµ]+)?\s*", str(value))
-    if not m:
-        raise ProfileError(f"cannot parse duration {value!r}; write e.g. '20ms', '0.1ms', '1s'")
-    unit = (m[2] or "s").lower()
-    if unit not in _TIME_UNITS:
-        raise ProfileError(f"unknown time unit {m[2]!r} in {value!r}; use one of {sorted(_TIME_UNITS)}")
-    return float(m[1]) * _TIME_UNITS[unit]
+    return _quantity(str(value), _TIME_UNITS, "s", "duration", "'20ms', '0.1ms', '1s'")
 
 
 def parse_fraction(value: Any) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass
 
@@ -59,11 +60,25 @@ def start_or_join(address: str | None = None, num_cpus: int | None = None,
             shutil.rmtree(temp_dir, ignore_errors=True)
             raise RayStartError(f"could not start an embedded Ray instance: {exc}") from exc
         return RayHandle(owned=True, address=ctx.address_info["gcs_address"], temp_dir=temp_dir)
+    _check_reachable(address)
     try:
         ctx = ray.init(address=address, log_to_driver=log_to_driver, namespace="raympc")
     except Exception as exc:
         raise RayStartError(f"could not join the Ray cluster at {address!r}: {exc}") from exc
     return RayHandle(owned=True, address=ctx.address_info["gcs_address"])
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a GCS that is not there: ray.init would retry for a minute, then abort."""
+    if address in ("auto", "local") or address.startswith(("ray://", "anyscale://")):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise RayStartError(f"cannot parse Ray address {address!r}; expected host:port, 'auto' or ray://...")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise RayStartError(f"no Ray cluster answers at {address}: {exc}") from exc
 
 
 def alive_nodes() -> list[dict]:

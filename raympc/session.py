@@ -261,7 +261,8 @@ class Session:
         """Compile `fn` for the shapes, dtypes and visibilities of `example_args` (not sent anywhere)."""
         self._check_open()
         leaves, tree = self._flatten(example_args)
-        specs, vis = zip(*(self._describe(leaf) for leaf in leaves)) if leaves else ((), ())
+        arrays = [self._array_of(leaf, i) for i, leaf in enumerate(leaves)]
+        specs, vis = zip(*(self._describe(l, a) for l, a in zip(leaves, arrays))) if leaves else ((), ())
         program = self.cache.compile(fn, specs, tree, vis, self._copts)
         return SecureFunction(self, fn, program)
 
@@ -280,10 +281,10 @@ class Session:
         if reveal_to is not None:
             self.owners[reveal_to]  # unknown receiver: fail before sending anything
         leaves, tree = self._flatten(args)
-        described = [self._describe(leaf) for leaf in leaves]
+        arrays = [self._array_of(leaf, i) for i, leaf in enumerate(leaves)]
+        described = [self._describe(leaf, arr) for leaf, arr in zip(leaves, arrays)]
         specs = tuple(d[0] for d in described)
         vis = tuple(d[1] for d in described)
-        arrays = [self._array_of(leaf, i) for i, leaf in enumerate(leaves)]
         if expect is not None:
             self._check_matches(expect, specs, vis, tree)
             program = expect
@@ -347,20 +348,20 @@ class Session:
         pushed = jax.tree_util.tree_map(push, args, is_leaf=tagged)
         return jax.tree_util.tree_flatten(pushed, is_leaf=tagged)
 
-    def _describe(self, leaf: Any) -> tuple[ArgSpec, int]:
+    def _describe(self, leaf: Any, arr: np.ndarray | None) -> tuple[ArgSpec, int]:
+        """Spec and visibility of one flattened input (`arr` is its canonical array, if not a handle)."""
         if isinstance(leaf, SecretValue):
             self._check_handle(leaf)
             return leaf.spec, leaf.visibility
         vis = libspu.Visibility.VIS_PUBLIC if isinstance(leaf, Public) else libspu.Visibility.VIS_SECRET
-        return spec_of(self._array_of(leaf, None)), int(vis)
+        return spec_of(arr), int(vis)
 
     @staticmethod
-    def _array_of(leaf: Any, index: int | None) -> np.ndarray | None:
+    def _array_of(leaf: Any, index: int) -> np.ndarray | None:
         if isinstance(leaf, SecretValue):
             return None
         value = leaf.value if isinstance(leaf, (Secret, Public)) else leaf
-        what = "input" if index is None else f"input {index}"
-        return canonical_array(value, what)
+        return canonical_array(value, f"input {index}")
 
     def _check_handle(self, h: SecretValue) -> None:
         if h.session_id != self.id:

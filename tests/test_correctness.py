@@ -66,3 +66,10 @@ def test_silu(session):
     x = np.linspace(-16, 16, 1025, dtype=np.float32)
     got = session.run(jax.nn.silu, x).outputs
     np.testing.assert_allclose(got, _np_silu(x.astype(np.float64)), atol=TOL["silu"])
+
+
+def test_fm128_ring(ray_ready, rng):
+    x = rng.standard_normal((4, 8)).astype(np.float32)
+    with Session(field="fm128") as s:
+        got = s.run(lambda a: jax.nn.silu(a @ a.T), x).outputs
+    np.testing.assert_allclose(got, _np_silu(x.astype(np.float64) @ x.T), atol=TOL["silu"])

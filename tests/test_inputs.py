@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -91,3 +93,13 @@ def test_port_already_taken(ray_ready):
             s.open()
         with pytest.raises(SessionClosedError):
             s.run(lambda a: a, np.ones(2, np.float32))
+
+
+def test_unreachable_ray_address_is_a_clean_error():
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = f"from raympc import Session\nSession(address='127.0.0.1:{port}').open()"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert f"RayStartError: no Ray cluster answers at 127.0.0.1:{port}" in proc.stderr

@@ -19,6 +19,7 @@ from rich.table import Table
 from workloads.kernels import KERNELS
 
 from ..reference import simulate_brpc_processes, simulate_in_ray
+from .link_latency import link_round_trips
 from ..session import Session
 from ..values import Secret
 
@@ -62,7 +63,11 @@ def bench_runtime(scale: int = 8, repeats: int = 5, out: Path | None = None,
     console.print(table)
     console.print("in-process: SPU's memory links, three runtimes on threads of one process; brpc processes: "
                   "the same parties and links as a session, without Ray. Ray/processes is what Ray's hosting costs.")
-    result = {"benchmark": "runtime", "rows": rows}
+    with console.status("round trips of one 64-byte message..."):
+        rtts = link_round_trips()
+    console.print(f"one 64-byte round trip: SPU brpc link {rtts['brpc_s'] * 1e3:.3f} ms, SPU memory link "
+                  f"{rtts['mem_s'] * 1e3:.3f} ms, plain TCP socket {rtts['tcp_s'] * 1e3:.3f} ms")
+    result = {"benchmark": "runtime", "rows": rows, "round_trip": rtts}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "bench-runtime.json").write_text(json.dumps(result, indent=2))
