@@ -198,7 +198,8 @@ def _build_kernel(profile: NetworkProfile, links: list[PartyLink], caps: Capabil
             for i, link in enumerate(links, start=1):
                 reverse = shaping._relays[f"{link.dst}->{link.src}"]
                 tc_links.append(tc.TcLink(key=link.key, classid=i, shape=profile.link(link.src, link.dst),
-                                          dports=(shaping._relays[link.key].port,), sports=(reverse.port,)))
+                                          matches=tc.port_matches(dports=(shaping._relays[link.key].port,),
+                                                                  sports=(reverse.port,))))
                 shaping._tc_classes[i] = link.key
             tc.apply(tc_links, use_netem=caps.netem and not relay_delay)
     except BaseException:
@@ -274,10 +275,15 @@ def reset(include_live: bool = False) -> list[str]:
         for rec in state.records():
             if rec.owner_alive and not include_live:
                 continue
-            if rec.interface == "lo":
-                removed = tc.remove_root()
+            if rec.interface is not None:
+                where = rec.interface + (f" in netns {rec.netns}" if rec.netns else "")
+                try:
+                    removed = tc.remove_root(ifname=rec.interface, netns=rec.netns)
+                except (tc.TcError, OSError) as exc:  # the interface or namespace is gone: nothing left
+                    removed = False
+                    where += f" ({exc})"
                 undone.append(f"{rec.id} (pid {rec.pid}, {rec.backend}): "
-                              + ("removed the htb root on lo" if removed else "lo was already clean"))
+                              + (f"removed the htb root on {where}" if removed else f"{where} was already clean"))
             else:
                 undone.append(f"{rec.id} (pid {rec.pid}, {rec.backend}): relay-only, nothing left in the kernel")
             rec.delete()

@@ -12,8 +12,8 @@ import time
 class LoopbackServer:
     """A loopback server: 'T'+length -> read that many bytes, answer 'K'; 'P' -> echo 1-byte pings."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
-        self._server = socket.create_server((host, 0), backlog=8)
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server = socket.create_server((host, port), backlog=8)
         self.address = self._server.getsockname()[:2]
         self._threads: list[threading.Thread] = []
         self._conns: list[socket.socket] = []
@@ -129,3 +129,54 @@ def measure_rtt(address: tuple[str, int], pings: int = 20, timeout: float = 30.0
             _recv_exact(sock, 1)
             samples.append(time.perf_counter() - start)
         return statistics.median(samples)
+
+
+def _in_netns(netns: str, fn, args: tuple, out) -> None:
+    from pyroute2 import netns as pyroute2_netns
+
+    pyroute2_netns.setns(netns)
+    try:
+        out.put(("ok", fn(*args)))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        out.put(("error", repr(exc)))
+
+
+def run_in_netns(netns: str, fn, *args, timeout: float = 120.0):
+    """Call `fn(*args)` in a fresh process inside network namespace `netns`; return its result."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=_in_netns, args=(netns, fn, args, out))
+    proc.start()
+    try:
+        status, value = out.get(timeout=timeout)
+    finally:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
+    if status != "ok":
+        raise RuntimeError(f"in netns {netns}: {value}")
+    return value
+
+
+def serve_in_netns(netns: str, host: str, port: int):
+    """A LoopbackServer (bound to host:port) in a process inside `netns`; kill the process to stop."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    ready = ctx.Queue()
+    proc = ctx.Process(target=_serve, args=(netns, host, port, ready), daemon=True)
+    proc.start()
+    if ready.get(timeout=30) != "ready":
+        raise RuntimeError("test server did not start")
+    return proc
+
+
+def _serve(netns: str, host: str, port: int, ready) -> None:
+    from pyroute2 import netns as pyroute2_netns
+
+    pyroute2_netns.setns(netns)
+    server = LoopbackServer(host, port)
+    ready.put("ready")
+    server._accept.join()

@@ -17,6 +17,7 @@ class ShapingRecord:
     pid: int
     backend: str
     interface: str | None = None  # set when the kernel was changed
+    netns: str | None = None  # the namespace of `interface`, if not the host's
     ports: list[int] = field(default_factory=list)
     created: float = field(default_factory=time.time)
 

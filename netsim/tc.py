@@ -1,6 +1,7 @@
-"""Kernel traffic control on loopback through pyroute2: an htb class per directed link.
+"""Kernel traffic control through pyroute2: an htb class per directed link.
 
-Layout on `lo` (single host): root htb 1: with no default class, so traffic raympc did not
+Two layouts share one installer. Multi-machine: on a node's NIC, one class per peer node,
+matched by the peer's IP (each node shapes its own egress). Single host, on `lo`: root htb 1: with no default class, so traffic raympc did not
 classify is passed straight through; class 1:<n> per directed link (rate, and ceil = rate);
 u32 filters send a link's packets to its class; a netem leaf adds delay/jitter/loss where the
 kernel has sch_netem. Each link is identified by the port of the relay that splits it out (see
@@ -10,6 +11,7 @@ reverse direction) have it as source port.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -33,18 +35,39 @@ class TcLink:
     key: str  # "src->dst"
     classid: int  # minor number under 1:
     shape: LinkShape
-    dports: tuple[int, ...]
-    sports: tuple[int, ...]
+    matches: tuple[str, ...]  # u32 keys ("value/mask+offset" into the IP header)
 
 
-def _ipr():
+def port_matches(dports: Iterable[int] = (), sports: Iterable[int] = ()) -> tuple[str, ...]:
+    """TCP destination ports (offset 22) and source ports (upper half of the word at 20)."""
+    return (tuple(f"0x{p:04x}/0xffff+22" for p in dports)
+            + tuple(f"0x{p:04x}0000/0xffff0000+20" for p in sports))
+
+
+def peer_ip_match(ip: str) -> tuple[str, ...]:
+    """IPv4 destination address (offset 16)."""
+    return (f"0x{int(ipaddress.IPv4Address(ip)):08x}/0xffffffff+16",)
+
+
+def _ipr(netns: str | None = None):
+    if netns is not None:
+        from pyroute2 import NetNS
+
+        return NetNS(netns)
     from pyroute2 import IPRoute
 
     return IPRoute()
 
 
+def if_index(ipr, ifname: str = "lo") -> int:
+    found = ipr.link_lookup(ifname=ifname)
+    if not found:
+        raise TcError(f"no interface {ifname!r}")
+    return found[0]
+
+
 def lo_index(ipr) -> int:
-    return ipr.link_lookup(ifname="lo")[0]
+    return if_index(ipr, "lo")
 
 
 def root_qdisc(ipr, index: int) -> tuple[str, int]:
@@ -58,12 +81,12 @@ def _burst(rate_bps: float) -> int:
     return max(MIN_BURST_BYTES, int(rate_bps / 8 * 0.002))
 
 
-def apply(links: Iterable[TcLink], use_netem: bool) -> None:
-    """Install the htb tree on lo. Caller has checked that lo's root is the default qdisc."""
+def apply(links: Iterable[TcLink], use_netem: bool, ifname: str = "lo", netns: str | None = None) -> None:
+    """Install the htb tree on `ifname`. Caller has checked that its root is the default qdisc."""
     from pyroute2.netlink.exceptions import NetlinkError
 
-    with _ipr() as ipr:
-        idx = lo_index(ipr)
+    with _ipr(netns) as ipr:
+        idx = if_index(ipr, ifname)
         try:
             ipr.tc("add", "htb", idx, ROOT, default=0)
             for link in links:
@@ -76,23 +99,20 @@ def apply(links: Iterable[TcLink], use_netem: bool) -> None:
                     ipr.tc("add", "netem", idx, parent=handle, handle=f"{link.classid:x}:",
                            delay=int(link.shape.delay_s * 1e6), jitter=int(link.shape.jitter_s * 1e6),
                            loss=link.shape.loss * 100, limit=NETEM_LIMIT_PACKETS)
-                for port in link.dports:
+                for key in link.matches:
                     ipr.tc("add-filter", "u32", idx, parent=ROOT, protocol=ETH_P_IP, prio=10,
-                           target=handle, keys=[f"0x{port:04x}/0xffff+22"])
-                for port in link.sports:
-                    ipr.tc("add-filter", "u32", idx, parent=ROOT, protocol=ETH_P_IP, prio=10,
-                           target=handle, keys=[f"0x{port:04x}0000/0xffff0000+20"])
+                           target=handle, keys=[key])
         except NetlinkError as exc:
             remove_root(ipr, idx)
-            raise TcError(f"traffic control on lo failed: {exc}") from exc
+            raise TcError(f"traffic control on {ifname} failed: {exc}") from exc
 
 
-def remove_root(ipr=None, index: int | None = None) -> bool:
-    """Delete our root htb on lo (restores the default qdisc). True if something was removed."""
+def remove_root(ipr=None, index: int | None = None, ifname: str = "lo", netns: str | None = None) -> bool:
+    """Delete our root htb (restores the default qdisc). True if something was removed."""
     own = ipr is None
-    ipr = ipr or _ipr()
+    ipr = ipr or _ipr(netns)
     try:
-        idx = index if index is not None else lo_index(ipr)
+        idx = index if index is not None else if_index(ipr, ifname)
         kind, handle = root_qdisc(ipr, idx)
         if kind == "htb" and handle == ROOT_HANDLE:
             ipr.tc("del", index=idx, handle=ROOT, root=True)
@@ -103,11 +123,11 @@ def remove_root(ipr=None, index: int | None = None) -> bool:
             ipr.close()
 
 
-def class_counters() -> dict[int, dict[str, int]]:
+def class_counters(ifname: str = "lo", netns: str | None = None) -> dict[int, dict[str, int]]:
     """Bytes and packets sent by each class under our root, keyed by class minor number."""
     out: dict[int, dict[str, int]] = {}
-    with _ipr() as ipr:
-        idx = lo_index(ipr)
+    with _ipr(netns) as ipr:
+        idx = if_index(ipr, ifname)
         for c in ipr.get_classes(idx):
             if c["handle"] >> 16 != 1:
                 continue
