@@ -1,0 +1,81 @@
+"""Swap activations into any JAX/Flax model without editing it.
+
+`with use("cipherdm"): ...` (or `use({"silu": "cipherdm", "softmax": "spu-direct"})`) rebinds the
+module attributes models look up at call time: `jax.nn.{silu,swish,softmax,gelu}` and their
+`flax.linen` re-exports, which diffusers' Flax U-Net also calls through. Only activations the
+chosen implementation provides are swapped. raympc traces every program afresh and keys its
+cache by the traced program, so a swap always reaches the compiled SPU program; the tests
+assert that it does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Iterator
+
+import jax
+
+from .registry import REGISTRY, get
+
+_lock = threading.RLock()
+
+
+def _targets() -> list[tuple[object, str, str]]:
+    """(module, attribute, activation) that a policy rebinds."""
+    import flax.linen as nn
+    import flax.linen.activation as act
+
+    pairs = [("silu", "silu"), ("swish", "silu"), ("softmax", "softmax")]
+    targets = [(mod, attr, a) for mod in (jax.nn, nn, act) for attr, a in pairs if hasattr(mod, attr)]
+    return targets
+
+
+def _gelu_dispatch(mapping: dict[str, str]):
+    tanh_fn = get("gelu_tanh", mapping["gelu_tanh"]).fn if "gelu_tanh" in mapping else None
+    erf_fn = get("gelu_erf", mapping["gelu_erf"]).fn if "gelu_erf" in mapping else None
+    stock = get("gelu_tanh", "spu-direct").fn, get("gelu_erf", "spu-direct").fn
+
+    def gelu(x, approximate: bool = True):
+        if approximate:
+            return (tanh_fn or stock[0])(x)
+        return (erf_fn or stock[1])(x)
+
+    return gelu
+
+
+def resolve(policy: str | dict[str, str]) -> dict[str, str]:
+    """Activation -> implementation, keeping only what the implementation provides."""
+    if isinstance(policy, str):
+        mapping = {a: i for a, i in REGISTRY if i == policy}
+        if not mapping:
+            raise KeyError(f"no activations registered under {policy!r}; "
+                           f"implementations: {sorted({i for _, i in REGISTRY})}")
+        return mapping
+    for activation, impl in policy.items():
+        get(activation, impl)
+    return dict(policy)
+
+
+@contextlib.contextmanager
+def use(policy: str | dict[str, str]) -> Iterator[dict[str, str]]:
+    mapping = resolve(policy)
+    with _lock:
+        saved = []
+        try:
+            for mod, attr, activation in _targets():
+                if activation in mapping:
+                    saved.append((mod, attr, getattr(mod, attr)))
+                    setattr(mod, attr, get(activation, mapping[activation]).fn)
+            if "gelu_tanh" in mapping or "gelu_erf" in mapping:
+                import flax.linen as nn
+                import flax.linen.activation as act
+
+                gelu = _gelu_dispatch(mapping)
+                for mod in (jax.nn, nn, act):
+                    saved.append((mod, "gelu", getattr(mod, "gelu")))
+                    setattr(mod, "gelu", gelu)
+            yield mapping
+        finally:
+            for mod, attr, fn in reversed(saved):
+                setattr(mod, attr, fn)
