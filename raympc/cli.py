@@ -46,6 +46,12 @@ def _cmd_bench_netsim(args: argparse.Namespace) -> None:
     bench_netsim(seconds=args.seconds, out=args.out, console=make_console())
 
 
+def _cmd_bench_activations(args: argparse.Namespace) -> None:
+    from .bench.activations import bench_activations
+
+    bench_activations(elements=args.elements, out=args.out, console=make_console())
+
+
 def _cmd_netsim(args: argparse.Namespace) -> None:
     from netsim import commands
 
@@ -99,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument("--seconds", type=float, default=1.5, help="length of each throughput transfer")
     nb.add_argument("--out", type=Path, default=Path("runs/bench"))
     nb.set_defaults(func=_cmd_bench_netsim)
+    ab = bench_sub.add_parser("activations", help="cost and error of every activation implementation")
+    ab.add_argument("--elements", type=int, default=65536)
+    ab.add_argument("--out", type=Path, default=Path("runs/bench"))
+    ab.set_defaults(func=_cmd_bench_activations)
     return parser
 
 
