@@ -97,14 +97,21 @@ def _plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     activations = sorted({r["activation"] for r in rows})
-    fig, axes = plt.subplots(1, len(activations), figsize=(3.2 * len(activations), 3.4), squeeze=False)
-    for ax, activation in zip(axes[0], activations):
+    cols = 3
+    nrows = -(-len(activations) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.6 * nrows), squeeze=False)
+    for ax in axes.flat[len(activations):]:
+        ax.set_visible(False)
+    colors: dict[str, str] = {}
+    for ax, activation in zip(axes.flat, activations):
         for r in (r for r in rows if r["activation"] == activation):
             label = r["impl"] + (" (pade)" if r["exp_mode"] == "pade" else "")
-            ax.scatter(r["rank0_bytes_per_elem"], max(r["max_abs_error"], 1e-7), label=label)
-        ax.set_xscale("log")
+            color = colors.setdefault(label, f"C{len(colors)}")  # one colour per implementation
+            ax.scatter(r["rank0_bytes_per_elem"], max(r["max_abs_error"], 1e-7), label=label, color=color)
+        ax.set_xlim(left=0)
         ax.set_yscale("log")
-        ax.set_title(activation)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.set_title(f"{activation}: cost vs error")
         ax.set_xlabel("rank-0 bytes / element")
         ax.set_ylabel("max abs error")
         ax.legend(fontsize=7)
