@@ -7,7 +7,6 @@ Taylor exp and under its Pade exp (CipherDM's baseline). Table, JSON and a cost/
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import jax
@@ -19,6 +18,7 @@ from rich.table import Table
 from .. import activations as acts
 from ..config import SpuConfig
 from ..session import Session
+from .output import pyplot, write_results
 
 ELEMENTS = 65536
 SOFTMAX_ROW = 128
@@ -82,20 +82,12 @@ def bench_activations(elements: int = ELEMENTS, out: Path | None = None, console
                       f"{r['bytes_vs_direct_taylor']:.2f}x", f"{r['bytes_vs_direct_pade']:.2f}x")
     console.print(table)
     result = {"benchmark": "activations", "rows": rows}
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "bench-activations.json").write_text(json.dumps(result, indent=2))
-        _plot(rows, out / "bench-activations.png")
-        console.print(f"written {out / 'bench-activations.json'} and {out / 'bench-activations.png'}")
+    write_results(out, "bench-activations", result, console, plot=lambda path: _plot(rows, path))
     return result
 
 
 def _plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     activations = sorted({r["activation"] for r in rows})
     cols = 3
     nrows = -(-len(activations) // cols)

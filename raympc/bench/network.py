@@ -3,7 +3,6 @@ and the relay's own overhead (its throughput ceiling and RTT floor against a dir
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rich.console import Console
@@ -13,6 +12,8 @@ from rich.table import Table
 import netsim
 from netsim import PartyLink, ShapingError, shape
 from netsim.measure import LoopbackServer, measure_rtt, measure_throughput
+
+from .output import pyplot, write_results
 
 MAX_BYTES = 400 << 20
 
@@ -65,20 +66,12 @@ def bench_netsim(seconds: float = 1.5, out: Path | None = None, console: Console
                       f"{1e3 * r['rtt_s']:.2f}", rtt_err)
     console.print(table)
     result = {"benchmark": "netsim", "capabilities": caps.to_dict(), "direct": direct, "rows": rows}
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "bench-netsim.json").write_text(json.dumps(result, indent=2))
-        _plot(rows, out / "bench-netsim.png")
-        console.print(f"written {out / 'bench-netsim.json'} and {out / 'bench-netsim.png'}")
+    write_results(out, "bench-netsim", result, console, plot=lambda path: _plot(rows, path))
     return result
 
 
 def _plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     done = [r for r in rows if "skipped" not in r and r["set_rate_bps"]]
     labels = [f"{r['profile']}\n{r['backend']}" for r in done]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(8, len(done) * 0.9), 4.5))

@@ -7,7 +7,6 @@ byte totals (target: equal within 1%).
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from ..reference import simulate_brpc_processes, simulate_in_ray
 from .link_latency import link_round_trips
 from ..session import Session
 from ..values import Secret
+from .output import write_results
 
 
 def bench_runtime(scale: int = 8, repeats: int = 5, out: Path | None = None,
@@ -68,7 +68,5 @@ def bench_runtime(scale: int = 8, repeats: int = 5, out: Path | None = None,
     console.print(f"one 64-byte round trip: SPU brpc link {rtts['brpc_s'] * 1e3:.3f} ms, SPU memory link "
                   f"{rtts['mem_s'] * 1e3:.3f} ms, plain TCP socket {rtts['tcp_s'] * 1e3:.3f} ms")
     result = {"benchmark": "runtime", "rows": rows, "round_trip": rtts}
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "bench-runtime.json").write_text(json.dumps(result, indent=2))
+    write_results(out, "bench-runtime", result, console)
     return result
