@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -44,7 +45,8 @@ def simulate(program: CompiledProgram, arrays: Sequence[np.ndarray], spu_config:
     in_names = [f"in{i}" for i in range(len(arrays))]
     out_names = [f"out{i}" for i in range(len(program.out_specs))]
     executable = program.executable(in_names, out_names)
-    log_path = os.path.join(tempfile.mkdtemp(prefix="raympc-ref-"), "reference.log")
+    log_dir = tempfile.mkdtemp(prefix="raympc-ref-")
+    log_path = os.path.join(log_dir, "reference.log")
     opts = libspu.logging.LogOptions()
     opts.system_log_path = log_path
     opts.enable_console_logger = False
@@ -84,6 +86,7 @@ def simulate(program: CompiledProgram, arrays: Sequence[np.ndarray], spu_config:
         raise errors[0]
     with open(log_path) as f:
         links = [(int(b), int(a)) for b, a in _LINK_RE.findall(f.read())]
+    shutil.rmtree(log_dir, ignore_errors=True)
     if len(links) != n:
         raise RuntimeError(f"expected {n} 'Link details' lines in the reference log, found {len(links)}")
     outputs = [io.reconstruct([outs[r][i] for r in range(n)]).reshape(spec.shape)
@@ -108,7 +111,8 @@ def _brpc_worker(rank: int, addresses: list[str], program: CompiledProgram, shar
     os.environ.setdefault("YACL_NUM_THREADS", "1")
     from .party import Party
 
-    party = Party(rank, spu_config, link_config, tempfile.mkdtemp(prefix=f"raympc-brpc{rank}-"))
+    log_dir = tempfile.mkdtemp(prefix=f"raympc-brpc{rank}-")
+    party = Party(rank, spu_config, link_config, log_dir)
     host, port = addresses[rank].rsplit(":", 1)
     party.choose_port(host, int(port))
     party.connect(addresses)
@@ -122,6 +126,7 @@ def _brpc_worker(rank: int, addresses: list[str], program: CompiledProgram, shar
         start = time.perf_counter()
         party.run(program.key, program.code if i == 0 else None, program.name, names, outs, [])
         times.append(time.perf_counter() - start)
+    shutil.rmtree(log_dir, ignore_errors=True)
     return times[1:]
 
 
