@@ -207,11 +207,9 @@ def _build_kernel(profile: NetworkProfile, links: list[PartyLink], caps: Capabil
         raise
     for link in links:
         shape = profile.link(link.src, link.dst)
-        applied = {"kernel_rate": "unlimited" if shape.rate_bps is None else f"{shape.rate_bps:g} bit/s"}
+        applied = tc.describe_applied(shape, netem=caps.netem and not relay_delay)
         if relay_delay:
             applied["relay_delay"] = f"{shape.delay_s * 1e3:g} ms ± {shape.jitter_s * 1e3:g} ms"
-        elif caps.netem:
-            applied["kernel_delay"] = f"{shape.delay_s * 1e3:g} ms ± {shape.jitter_s * 1e3:g} ms, loss {shape.loss:g}"
         shaping.applied[link.key] = applied
     if not caps.netem:
         shaping.notes.append("kernel delay unavailable (no sch_netem): "

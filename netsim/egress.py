@@ -42,9 +42,7 @@ class EgressShaping:
                 raise ShapingError("loss needs sch_netem, which this kernel lacks")
             links.append(tc.TcLink(key=key, classid=i, shape=shape, matches=tc.peer_ip_match(ip)))
             self._classes[i] = key
-            applied = {"peer_ip": ip, "kernel_rate": "unlimited" if shape.rate_bps is None else f"{shape.rate_bps:g} bit/s"}
-            if caps.netem:
-                applied["kernel_delay"] = f"{shape.delay_s * 1e3:g} ms ± {shape.jitter_s * 1e3:g} ms, loss {shape.loss:g}"
+            applied = {"peer_ip": ip, **tc.describe_applied(shape, caps.netem)}
             self.applied[key] = applied
         if not caps.netem and any(self.profile.link(self.my_rank, r).delay_s for r in self.peers):
             self.notes.append(f"kernel delay unavailable (no sch_netem) on {self.ifname}: rate shaped, no added delay")

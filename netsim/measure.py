@@ -8,6 +8,8 @@ import struct
 import threading
 import time
 
+from .sockets import stop_listening
+
 
 class LoopbackServer:
     """A loopback server: 'T'+length -> read that many bytes, answer 'K'; 'P' -> echo 1-byte pings."""
@@ -65,7 +67,7 @@ class LoopbackServer:
             conn.close()
 
     def close(self) -> None:
-        self._server.close()
+        stop_listening(self._server)
         for c in self._conns:
             try:
                 c.shutdown(socket.SHUT_RDWR)

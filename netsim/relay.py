@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from .profile import LinkShape
+from .sockets import close_quietly, stop_listening
 
 CHUNK = 256 * 1024
 # A pacing thread that waits for the GIL loses link time. CPython's default switch interval
@@ -119,13 +120,6 @@ class DirectedLink:
     @property
     def key(self) -> str:
         return f"{self.src}->{self.dst}"
-
-
-def _close(sock: socket.socket) -> None:
-    try:
-        sock.close()
-    except OSError:
-        pass
 
 
 class _Pump:
@@ -236,7 +230,7 @@ class Relay:
                 upstream = socket.create_connection(self.upstream, timeout=10)
                 upstream.settimeout(None)
             except OSError:
-                _close(client)
+                close_quietly(client)
                 continue
             for s in (client, upstream):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -244,8 +238,8 @@ class Relay:
             pumps = [_Pump(client, upstream, self.forward, pair_done), _Pump(upstream, client, self.backward, pair_done)]
             with self._lock:
                 if self._closed:
-                    _close(client)
-                    _close(upstream)
+                    close_quietly(client)
+                    close_quietly(upstream)
                     return
                 self._sockets += [client, upstream]
                 self._pumps += pumps
@@ -258,17 +252,13 @@ class Relay:
                 return
             self._closed = True
             sockets, pumps = list(self._sockets), list(self._pumps)
-        try:  # wakes the accept() that close() alone would leave blocked
-            self._server.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        _close(self._server)
+        stop_listening(self._server)
         for s in sockets:
             try:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-            _close(s)
+            close_quietly(s)
         self._thread.join(timeout=2)
         for p in pumps:
             for t in p.threads:
@@ -294,5 +284,5 @@ class _PairCloser:
             self._left -= 1
             last = self._left == 0
         if last:
-            _close(self._a)
-            _close(self._b)
+            close_quietly(self._a)
+            close_quietly(self._b)

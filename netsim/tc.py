@@ -77,6 +77,14 @@ def root_qdisc(ipr, index: int) -> tuple[str, int]:
     return "noqueue", 0
 
 
+def describe_applied(shape: LinkShape, netem: bool) -> dict[str, str]:
+    """What the kernel applies to one link, for a run's metadata."""
+    applied = {"kernel_rate": "unlimited" if shape.rate_bps is None else f"{shape.rate_bps:g} bit/s"}
+    if netem:
+        applied["kernel_delay"] = f"{shape.delay_s * 1e3:g} ms ± {shape.jitter_s * 1e3:g} ms, loss {shape.loss:g}"
+    return applied
+
+
 def _burst(rate_bps: float) -> int:
     return max(MIN_BURST_BYTES, int(rate_bps / 8 * 0.002))
 

@@ -49,9 +49,6 @@ class CompiledProgram:
                                  output_names=list(output_names), code=self.code)
 
 
-_trace_lock = threading.Lock()
-
-
 def _lower_to_xla(fn: Callable, args: Sequence[Any]) -> tuple[bytes, Any]:
     """Trace `fn` afresh and lower it to a serialized XLA module, as SPU's frontend does."""
 
@@ -59,7 +56,7 @@ def _lower_to_xla(fn: Callable, args: Sequence[Any]) -> tuple[bytes, Any]:
     def fresh(*a: Any) -> Any:  # a new object every call: defeats JAX's identity-keyed trace cache
         return fn(*a)
 
-    with _trace_lock, spu_frontend._jax_lock:
+    with spu_frontend._jax_lock:  # the patches below are process-wide
         patches = spu_frontend._patch_jax()  # SPU's fixed-point-friendly lax patches (sort etc.)
         try:
             # SPU's own lowering (interpreter backend, keep_unused), pinned to spu 0.9.5.
