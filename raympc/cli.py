@@ -11,7 +11,7 @@ from rich.console import Console
 
 from netsim import ProfileError, ShapingError
 
-from .errors import RaympcError
+from .errors import ConfigError, RaympcError
 
 
 def make_console() -> Console:
@@ -49,7 +49,21 @@ def _cmd_bench_netsim(args: argparse.Namespace) -> None:
 def _cmd_bench_activations(args: argparse.Namespace) -> None:
     from .bench.activations import bench_activations
 
-    bench_activations(elements=args.elements, out=args.out, console=make_console())
+    inputs = {}
+    for item in args.inputs or []:
+        activation, sep, path = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--inputs wants ACTIVATION=FILE, got {item!r}")
+        inputs[activation] = Path(path)
+    bench_activations(elements=args.elements, out=args.out, console=make_console(),
+                      networks=tuple(args.networks.split(",")), inputs=inputs)
+
+
+def _cmd_fit(args: argparse.Namespace) -> None:
+    from .activations.fit_command import run_fit
+
+    run_fit(args.activation, args.degree, args.pieces, tuple(args.range) if args.range else None, args.inputs,
+            args.name, measure=not args.no_measure, elements=args.elements, out=args.out, console=make_console())
 
 
 def _cmd_netsim(args: argparse.Namespace) -> None:
@@ -81,6 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=_cmd_info)
 
+    fit = sub.add_parser("fit", help="fit a piecewise-polynomial activation, register it, measure it under SPU")
+    fit.add_argument("activation", choices=["silu", "mish", "gelu_tanh", "gelu_erf"])
+    fit.add_argument("--degree", type=int, required=True, help="polynomial degree per piece")
+    fit.add_argument("--pieces", type=int, default=1, help="pieces per side of zero (each costs a comparison)")
+    fit.add_argument("--range", type=float, nargs=2, metavar=("A", "B"),
+                     help="clamp points below and above zero (default: scanned for the smallest error)")
+    fit.add_argument("--inputs", type=Path, default=None, help=".npy/.npz of recorded inputs to weight the fit by")
+    fit.add_argument("--name", default=None, help="implementation name (default fit-pN-dD)")
+    fit.add_argument("--elements", type=int, default=16384, help="grid size for the secure measurement")
+    fit.add_argument("--no-measure", action="store_true", help="fit and register only; skip the SPU run")
+    fit.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")
+    fit.set_defaults(func=_cmd_fit)
+
     ns = sub.add_parser("netsim", help="network shaping: probe, set, show, reset")
     verbs = ns.add_subparsers(dest="verb", required=True)
     verbs.add_parser("probe", help="what this kernel supports and which backend 'auto' picks")
@@ -107,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     nb.set_defaults(func=_cmd_bench_netsim)
     ab = bench_sub.add_parser("activations", help="cost and error of every activation implementation")
     ab.add_argument("--elements", type=int, default=65536)
+    ab.add_argument("--networks", default="unshaped,wan", help="profiles to time under (bytes do not depend on them)")
+    ab.add_argument("--inputs", action="append", metavar="ACTIVATION=FILE",
+                    help="recorded inputs (.npy/.npz) to report errors on as well; repeatable")
     ab.add_argument("--out", type=Path, default=Path("runs/bench"))
     ab.set_defaults(func=_cmd_bench_activations)
     return parser

@@ -1,11 +1,15 @@
 """Secure activations: a registry of implementations per activation, and a policy to swap them in.
 
-Implementations: `spu-direct` (the stock JAX functions), `cipherdm` (CipherDM's published forms,
-flaws included). `raympc.activations.use(...)` swaps them into unmodified models.
+Implementations: `spu-direct` (the stock JAX functions), `puma` (PUMA's piecewise forms),
+`cipherdm` (CipherDM's published forms, flaws included) and `raympc` (ours, see ours.py).
+`raympc.activations.use(...)` swaps them into unmodified models.
 """
 
-from . import cipherdm, spu_direct  # noqa: F401 - registers the implementations
+from . import cipherdm, ours, puma, spu_direct  # noqa: F401 - registers the implementations
 from .policy import resolve, use
 from .registry import ACTIVATIONS, REGISTRY, Implementation, get, implementations
+from .store import register_stored_fits
+
+register_stored_fits()
 
 __all__ = ["use", "resolve", "get", "implementations", "Implementation", "REGISTRY", "ACTIVATIONS"]

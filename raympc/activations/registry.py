@@ -17,21 +17,23 @@ class Implementation:
     max_abs_error: float | None
     grid: tuple[float, float]
     note: str = ""
+    fitted: bool = False  # made by `raympc fit`: may be replaced by a later fit of the same name
 
 
 REGISTRY: dict[tuple[str, str], Implementation] = {}
 
 
 def register(activation: str, impl: str, max_abs_error: float | None, grid: tuple[float, float],
-             note: str = "") -> Callable[[Callable], Callable]:
+             note: str = "", fitted: bool = False) -> Callable[[Callable], Callable]:
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; known: {ACTIVATIONS}")
 
     def wrap(fn: Callable) -> Callable:
         key = (activation, impl)
-        if key in REGISTRY:
-            raise ValueError(f"{activation}/{impl} is registered twice")
-        REGISTRY[key] = Implementation(activation, impl, fn, max_abs_error, grid, note)
+        old = REGISTRY.get(key)
+        if old is not None and not (old.fitted and fitted):
+            raise ValueError(f"{activation}/{impl} is already registered; choose another name")
+        REGISTRY[key] = Implementation(activation, impl, fn, max_abs_error, grid, note, fitted)
         return fn
 
     return wrap

@@ -42,7 +42,9 @@ def gelu_erf(x):
 
 @register("softmax", "spu-direct", 1e-2, (-8, 8), "jax.nn.softmax: max, exp, one reciprocal per row")
 def softmax(x, axis=-1, where=None, initial=None):
-    return _softmax(x, axis=axis, where=where, initial=initial)
+    if initial is not None:  # deprecated in jax and ignored by it; kept in the signature for callers
+        return _softmax(x, axis=axis, where=where, initial=initial)
+    return _softmax(x, axis=axis, where=where)
 
 
 @register("exp", "spu-direct", None, (-14, 0), "jnp.exp: SPU's Taylor (default) or Pade exp")

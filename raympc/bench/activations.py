@@ -1,41 +1,30 @@
 """`raympc bench activations`: cost and accuracy of every registered implementation under SPU.
 
-Per implementation: rank-0 and all-rank bytes per element, send actions, time on the Ray parties,
-max and mean abs error on a uniform grid, and the byte ratio against spu-direct under SPU's
-Taylor exp and under its Pade exp (CipherDM's baseline). Table, JSON and a cost/error plot.
+Per implementation: bytes per element (rank 0, and per rank averaged over all three: how bytes
+split between ranks varies run to run, their total does not), send actions, time on the Ray
+parties under each network profile, max and mean abs error on a uniform grid (and on recorded
+inputs, if given), and the byte ratio against spu-direct under SPU's Taylor exp and under its
+Pade exp (CipherDM's baseline). Table, JSON and a cost/error plot.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import jax
 import numpy as np
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
 from .. import activations as acts
+from ..activations.exact import exact
 from ..config import SpuConfig
 from ..session import Session
 from .output import pyplot, write_results
 
 ELEMENTS = 65536
 SOFTMAX_ROW = 128
-
-
-def _exact(activation: str, x: np.ndarray) -> np.ndarray:
-    v = x.astype(np.float64)
-    if activation == "softmax":
-        e = np.exp(v - v.max(-1, keepdims=True))
-        return e / e.sum(-1, keepdims=True)
-    return {
-        "silu": lambda: v / (1 + np.exp(-v)),
-        "mish": lambda: v * np.tanh(np.log1p(np.exp(v))),
-        "gelu_tanh": lambda: np.asarray(jax.nn.gelu(v, approximate=True), np.float64),
-        "gelu_erf": lambda: np.asarray(jax.nn.gelu(v, approximate=False), np.float64),
-        "exp": lambda: np.exp(v),
-    }[activation]()
+NETWORKS = ("unshaped", "wan")
 
 
 def _inputs(impl: acts.Implementation, n: int) -> np.ndarray:
@@ -46,42 +35,76 @@ def _inputs(impl: acts.Implementation, n: int) -> np.ndarray:
     return np.linspace(lo, hi, n, dtype=np.float32)
 
 
-def _measure(session: Session, impl: acts.Implementation, n: int) -> dict:
+def _measure(session: Session, impl: acts.Implementation, n: int, recorded: dict[str, np.ndarray]) -> dict:
     x = _inputs(impl, n)
     result = session.run(impl.fn, x)
     m = result.metrics
-    err = np.abs(np.asarray(result.outputs, np.float64) - _exact(impl.activation, x))
-    return {"activation": impl.activation, "impl": impl.impl, "elements": int(x.size),
-            "rank0_bytes_per_elem": m.ranks[0].send_bytes / x.size, "bytes_per_elem": m.send_bytes / x.size,
-            "send_actions": m.send_actions, "time_s": m.wall_time_s,
-            "max_abs_error": float(err.max()), "mean_abs_error": float(err.mean())}
+    err = np.abs(np.asarray(result.outputs, np.float64) - exact(impl.activation, x))
+    row = {"activation": impl.activation, "impl": impl.impl, "elements": int(x.size),
+           "rank0_bytes_per_elem": m.ranks[0].send_bytes / x.size,
+           "bytes_per_elem_per_rank": m.send_bytes / x.size / len(m.ranks),
+           "bytes_per_elem": m.send_bytes / x.size, "send_actions": m.send_actions,
+           "time_s": m.wall_time_s, "max_abs_error": float(err.max()), "mean_abs_error": float(err.mean())}
+    if impl.activation in recorded:
+        real = recorded[impl.activation]
+        real_err = np.abs(np.asarray(session.run(impl.fn, real).outputs, np.float64) - exact(impl.activation, real))
+        row.update(inputs_max_abs_error=float(real_err.max()), inputs_mean_abs_error=float(real_err.mean()))
+    return row
 
 
-def bench_activations(elements: int = ELEMENTS, out: Path | None = None, console: Console | None = None) -> dict:
+def _time_only(session: Session, impl: acts.Implementation, n: int) -> float:
+    return session.run(impl.fn, _inputs(impl, n)).metrics.wall_time_s
+
+
+def bench_activations(elements: int = ELEMENTS, out: Path | None = None, console: Console | None = None,
+                      networks: tuple[str, ...] = NETWORKS, inputs: dict[str, Path] | None = None) -> dict:
+    """`inputs` maps an activation to a .npy/.npz of recorded inputs (errors are also reported there)."""
+    from ..activations.fit_command import load_inputs
+
     console = console or Console()
+    rng = np.random.default_rng(0)
+    recorded = {a: rng.choice(v := load_inputs(p), size=min(elements, v.size), replace=False).astype(np.float32)
+                for a, p in (inputs or {}).items()}
     rows: list[dict] = []
     for exp_mode in ("taylor", "pade"):
         with Session(spu_config=SpuConfig(exp_mode=exp_mode)) as session:
             impls = acts.implementations() if exp_mode == "taylor" else \
                 [i for i in acts.implementations() if i.impl == "spu-direct"]
             for impl in track(impls, description=f"activations, exp {exp_mode}", console=console):
-                rows.append({**_measure(session, impl, elements), "exp_mode": exp_mode})
+                rows.append({**_measure(session, impl, elements, recorded), "exp_mode": exp_mode})
+        for network in networks:
+            if network == "unshaped":
+                for r in rows:
+                    if r["exp_mode"] == exp_mode:
+                        r["time_unshaped_s"] = r["time_s"]
+                continue
+            with Session(spu_config=SpuConfig(exp_mode=exp_mode), network=network) as session:
+                for impl in track(impls, description=f"  timing under {network}", console=console):
+                    t = _time_only(session, impl, elements)
+                    next(r for r in rows if (r["activation"], r["impl"], r["exp_mode"]) ==
+                         (impl.activation, impl.impl, exp_mode))[f"time_{network}_s"] = t
     base = {(r["activation"], r["exp_mode"]): r["bytes_per_elem"] for r in rows if r["impl"] == "spu-direct"}
     for r in rows:
         r["bytes_vs_direct_taylor"] = r["bytes_per_elem"] / base[(r["activation"], "taylor")]
         r["bytes_vs_direct_pade"] = r["bytes_per_elem"] / base[(r["activation"], "pade")]
 
     table = Table(title=f"secure activations, ABY3 FM64, {elements:,} elements (softmax: rows of {SOFTMAX_ROW})")
-    for col in ("activation", "impl", "exp", "rank-0 B/elem", "all B/elem", "actions", "time s",
-                "max err", "mean err", "vs direct (taylor)", "vs direct (pade)"):
+    time_cols = [f"s {n}" for n in networks]
+    cols = ["activation", "impl", "exp", "rank-0 B/elem", "B/elem/rank", "actions", *time_cols,
+            "max err", "mean err"] + (["inputs max err"] if recorded else []) + ["vs direct taylor", "vs direct pade"]
+    for col in cols:
         table.add_column(col, justify="left" if col in ("activation", "impl", "exp") else "right")
-    for r in sorted(rows, key=lambda r: (r["activation"], r["exp_mode"], r["impl"])):
-        table.add_row(r["activation"], r["impl"], r["exp_mode"], f"{r['rank0_bytes_per_elem']:.0f}",
-                      f"{r['bytes_per_elem']:.0f}", f"{r['send_actions']:,}", f"{r['time_s']:.2f}",
-                      f"{r['max_abs_error']:.2e}", f"{r['mean_abs_error']:.2e}",
-                      f"{r['bytes_vs_direct_taylor']:.2f}x", f"{r['bytes_vs_direct_pade']:.2f}x")
+    for r in sorted(rows, key=lambda r: (r["activation"], r["exp_mode"], r["bytes_per_elem"])):
+        cells = [r["activation"], r["impl"], r["exp_mode"], f"{r['rank0_bytes_per_elem']:.0f}",
+                 f"{r['bytes_per_elem_per_rank']:.0f}", f"{r['send_actions']:,}",
+                 *(f"{r.get(f'time_{n}_s', float('nan')):.2f}" for n in networks),
+                 f"{r['max_abs_error']:.2e}", f"{r['mean_abs_error']:.2e}"]
+        if recorded:
+            cells.append(f"{r['inputs_max_abs_error']:.2e}" if "inputs_max_abs_error" in r else "")
+        cells += [f"{r['bytes_vs_direct_taylor']:.2f}x", f"{r['bytes_vs_direct_pade']:.2f}x"]
+        table.add_row(*cells)
     console.print(table)
-    result = {"benchmark": "activations", "rows": rows}
+    result = {"benchmark": "activations", "networks": list(networks), "rows": rows}
     write_results(out, "bench-activations", result, console, plot=lambda path: _plot(rows, path))
     return result
 
@@ -99,12 +122,12 @@ def _plot(rows: list[dict], path: Path) -> None:
         for r in (r for r in rows if r["activation"] == activation):
             label = r["impl"] + (" (pade)" if r["exp_mode"] == "pade" else "")
             color = colors.setdefault(label, f"C{len(colors)}")  # one colour per implementation
-            ax.scatter(r["rank0_bytes_per_elem"], max(r["max_abs_error"], 1e-7), label=label, color=color)
+            ax.scatter(r["bytes_per_elem_per_rank"], max(r["max_abs_error"], 1e-7), label=label, color=color)
         ax.set_xlim(left=0)
         ax.set_yscale("log")
         ax.grid(True, which="major", alpha=0.3)
         ax.set_title(f"{activation}: cost vs error")
-        ax.set_xlabel("rank-0 bytes / element")
+        ax.set_xlabel("bytes / element / rank")
         ax.set_ylabel("max abs error")
         ax.legend(fontsize=7)
     fig.tight_layout()

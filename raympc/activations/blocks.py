@@ -1,0 +1,103 @@
+"""Building blocks for cheap secure activations, written so SPU picks its cheapest kernels.
+
+Costs below are rank-0 bytes per element under ABY3/FM64, read from SPU's MPC-level profile
+(`raympc bench activations` re-measures the composed functions):
+
+- a comparison (`msb_a2b`) costs 36; a fixed-point multiply 20 (`mul_aa` 8 + `trunc_a` 12);
+  a multiply by a public fixed-point constant 12 (the truncation alone).
+- `jnp.where(pred, a, b)` on its own lowers to `mul_a1b`, 24. A predicate used by two selects, or
+  turned into an int32 and multiplied arithmetically, is converted once (`b2a`, 8) and then each use
+  is an integer-by-fixed-point multiply with no truncation (`mul_aa`, 8).
+- A dot product with public coefficients truncates once (12), whatever its length.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax.numpy as jnp
+
+
+def bit(pred) -> jnp.ndarray:
+    """A comparison result as an int32 0/1 tensor, so SPU converts it to arithmetic shares once."""
+    return pred.astype(jnp.int32)
+
+
+def abs_value(x):
+    """|x| with one comparison, one b2a and one integer multiply (52; `jnp.abs` costs 60)."""
+    return (1 - 2 * bit(x < 0)) * x
+
+
+def sign_split(x, shift_neg: float = 0.0, shift_pos: float = 0.0):
+    """(x < 0, |x| + shift of its side, relu(x)) from one comparison (60).
+
+    Two selects on one predicate make SPU convert it once and multiply as integers, so the second
+    output costs 8; the shifts ride along in the select for free.
+    """
+    neg = x < 0
+    return neg, jnp.where(neg, shift_neg - x, x + shift_pos), jnp.where(neg, 0.0, x)
+
+
+def clamp_above(v, limit: float):
+    """min(v, limit): one comparison and one select (60); `v - result` is relu(v - limit) for free."""
+    return jnp.where(v > limit, limit, v)
+
+
+def clamp_below(v, limit: float):
+    """max(v, limit): one comparison and one select (60)."""
+    return jnp.where(v < limit, limit, v)
+
+
+def horner(u, coeffs: Sequence) -> jnp.ndarray:
+    """sum c_k u^k by Horner: one multiply per degree (20 each; the first is 12 if c_D is public)."""
+    acc = coeffs[-1] * u + coeffs[-2]
+    for c in reversed(coeffs[:-2]):
+        acc = acc * u + c
+    return acc
+
+
+def even_odd(u, coeffs: Sequence[float], extra: tuple | None = None) -> jnp.ndarray:
+    """sum c_k u^k as E(s) + u O(s) with s = u^2, for public coefficients.
+
+    Degree 5 costs 84 (s, s^2, two public dots, u * O) against Horner's 92; `extra=(y, w)` adds
+    w * y inside E's dot, so a term such as relu(x) / 2 shares E's truncation instead of paying one.
+    """
+    deg = len(coeffs) - 1
+    s = u * u
+    powers = [s]
+    while len(powers) < deg // 2:
+        powers.append(powers[-1] * s)
+    even_w = [float(c) for c in coeffs[2::2]]
+    even_terms = powers[: len(even_w)]
+    if extra is not None:
+        even_terms.append(extra[0])
+        even_w.append(float(extra[1]))
+    even = _public_dot(even_terms, even_w) + coeffs[0]
+    odd_w = [float(c) for c in coeffs[3::2]]
+    odd = (_public_dot(powers[: len(odd_w)], odd_w) if odd_w else 0.0) + coeffs[1]
+    return even + u * odd
+
+
+def _public_dot(terms: Sequence, weights: Sequence[float]):
+    """sum w_i * terms_i as one dot with a public vector: one truncation for the lot."""
+    if len(terms) == 1:
+        return terms[0] * weights[0]
+    stacked = jnp.stack(terms, axis=-1)
+    return stacked @ jnp.asarray(weights, dtype=stacked.dtype)
+
+
+def public_dot(terms: Sequence, weights) -> jnp.ndarray:
+    """terms (stacked on the last axis) times a public matrix: one truncation per output column."""
+    return jnp.stack(terms, axis=-1) @ jnp.asarray(weights, dtype=jnp.float32)
+
+
+def row_max(x, axis: int = -1):
+    """max along `axis` by a pairwise tree (60 per comparison, n - 1 comparisons per row)."""
+    x = jnp.moveaxis(x, axis, -1)
+    while x.shape[-1] > 1:
+        n = x.shape[-1]
+        half = n // 2
+        a, b = x[..., :half], x[..., half:2 * half]
+        m = jnp.where(a > b, a, b)
+        x = jnp.concatenate([m, x[..., 2 * half:]], axis=-1) if n % 2 else m
+    return jnp.moveaxis(x, -1, axis)

@@ -1,0 +1,32 @@
+"""Exact activations in float64 NumPy: the ground truth every error figure is measured against."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from scipy.special import erf as _erf
+
+
+def _gelu_erf(v: np.ndarray) -> np.ndarray:
+    return 0.5 * v * (1.0 + _erf(v / np.sqrt(2.0)))
+
+
+def _softmax(v: np.ndarray) -> np.ndarray:
+    e = np.exp(v - v.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+EXACT: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "silu": lambda v: v / (1.0 + np.exp(-v)),
+    "mish": lambda v: v * np.tanh(np.logaddexp(0.0, v)),
+    "gelu_tanh": lambda v: 0.5 * v * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (v + 0.044715 * v ** 3))),
+    "gelu_erf": _gelu_erf,
+    "exp": np.exp,
+    "softmax": _softmax,
+}
+
+
+def exact(activation: str, x: np.ndarray) -> np.ndarray:
+    """The exact `activation` of `x`, computed in float64."""
+    return EXACT[activation](np.asarray(x, np.float64))

@@ -1,0 +1,255 @@
+"""Piecewise-polynomial activations fitted for SPU: the "sign-split" form and its fitter.
+
+For an activation f with f(x) ~ relu(x) in both tails (SiLU, GeLU, Mish):
+
+    f(x) = relu(x) + g_side(u),   u = min(|x| + shift_side, L) - L / 2
+
+One comparison gives the sign (hence relu and |x|), one comparison clamps, and g_side is a
+polynomial per side (and per piece, if `pieces` > 1). Each side has its own clamp point
+`limit_neg` / `limit_pos`: the side with the smaller one is shifted so that a single clamp at
+L = max(limits) serves both. Beyond the clamp g_side is constant, so the tails cannot blow up.
+When both sides are the same function (SiLU, GeLU: f - relu is even) one polynomial serves both;
+otherwise every side's (and piece's) polynomial comes from shared powers of u and one public
+dot product each (one truncation per polynomial), and selects on the sign (and piece) bits pick.
+
+The fitter is a weighted minimax (Lawson's iteration) on a dense grid covering the tails, so
+the reported error already includes the clamped tails. `weights` (from recorded inputs) make the
+error smaller where real inputs fall.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import jax.numpy as jnp
+import numpy as np
+
+from . import blocks
+from .exact import exact
+
+FITTABLE = ("silu", "mish", "gelu_tanh", "gelu_erf")
+GRID_HALF_WIDTH = 16.0
+GRID_POINTS = 4001
+LAWSON_ITERS = 400
+
+
+@dataclass(frozen=True)
+class SignSplitFit:
+    activation: str
+    degree: int
+    pieces: int
+    limit_neg: float
+    limit_pos: float
+    # coefficients per piece, lowest power first, for x < 0 and x >= 0
+    coeffs_neg: tuple[tuple[float, ...], ...]
+    coeffs_pos: tuple[tuple[float, ...], ...]
+    fit_max_error: float = float("nan")  # float64 model of the form on [-16, 16]
+    weighted_by: str | None = None
+
+    @property
+    def limit(self) -> float:
+        return max(self.limit_neg, self.limit_pos)
+
+    @property
+    def symmetric(self) -> bool:
+        return self.pieces == 1 and self.limit_neg == self.limit_pos and self.coeffs_neg == self.coeffs_pos
+
+    @property
+    def breakpoints(self) -> list[float]:
+        return [self.limit * j / self.pieces for j in range(1, self.pieces)]
+
+    def __call__(self, x):
+        """The secure form: trace it under SPU (or run it in plain JAX; the maths is the same)."""
+        if self.symmetric and self.degree >= 5:
+            # E(u^2) + u O(u^2) beats Horner from degree 5; relu = (x + |x|) / 2 joins E's dot product
+            t = blocks.abs_value(x)
+            u = blocks.clamp_above(t, self.limit) - self.limit / 2
+            return blocks.even_odd(u, self.coeffs_pos[0], extra=(x + t, 0.5))
+        neg, v, relu = blocks.sign_split(x, self._shift("neg"), self._shift("pos"))
+        u = blocks.clamp_above(v, self.limit) - self.limit / 2
+        if self.symmetric:
+            return relu + blocks.horner(u, self.coeffs_pos[0])
+        # Both sides (and every piece) from shared powers of u, one public dot each: SPU pays one
+        # truncation per dot, but a matrix product with several columns costs over twice that.
+        powers = [u]
+        while len(powers) < self.degree:
+            k = len(powers) + 1
+            powers.append(powers[(k + 1) // 2 - 1] * powers[k // 2 - 1])
+        same = self.coeffs_neg == self.coeffs_pos and self.limit_neg == self.limit_pos
+        polys = self.coeffs_pos if same else (*self.coeffs_neg, *self.coeffs_pos)
+        values = [blocks.public_dot(powers, c[1:]) + c[0] for c in polys]
+        piece_bits = [v > b for b in self.breakpoints]
+
+        def side(offset: int):
+            out = values[offset]
+            for j, b in enumerate(piece_bits, start=1):
+                out = jnp.where(b, values[offset + j], out)
+            return out
+
+        return relu + (side(0) if same else jnp.where(neg, side(0), side(self.pieces)))
+
+    def _shift(self, side: str) -> float:
+        return self.limit - (self.limit_neg if side == "neg" else self.limit_pos)
+
+    def numpy(self, x: np.ndarray) -> np.ndarray:
+        """The same form in float64 NumPy (no fixed point): the fit's own error, before SPU."""
+        x = np.asarray(x, np.float64)
+        t = np.abs(x)
+        out = np.maximum(x, 0.0)
+        for side, mask in (("neg", x < 0), ("pos", x >= 0)):
+            v = t[mask] + self._shift(side)
+            vc = np.minimum(v, self.limit)
+            u = vc - self.limit / 2
+            piece = np.searchsorted(self.breakpoints, v, side="left") if self.pieces > 1 else np.zeros(v.shape, int)
+            coeffs = np.asarray(self.coeffs_neg if side == "neg" else self.coeffs_pos)
+            out[mask] += np.sum(coeffs[piece] * u[:, None] ** np.arange(self.degree + 1), axis=1)
+        return out
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SignSplitFit":
+        d = dict(d)
+        d["coeffs_neg"] = tuple(tuple(c) for c in d["coeffs_neg"])
+        d["coeffs_pos"] = tuple(tuple(c) for c in d["coeffs_pos"])
+        return cls(**d)
+
+
+def _lawson(design: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted minimax fit: minimise max_i weights_i * |design_i . c - target_i|."""
+    n = len(target)
+    lam = np.full(n, 1.0 / n)
+    best, best_err = None, np.inf
+    for _ in range(LAWSON_ITERS):
+        sw = np.sqrt(lam) * weights
+        c, *_ = np.linalg.lstsq(design * sw[:, None], target * sw, rcond=None)
+        err = weights * np.abs(design @ c - target)
+        if err.max() < best_err:
+            best, best_err = c, err.max()
+        lam = lam * (err + 1e-300)
+        lam /= lam.sum()
+    return best
+
+
+def _side_residual(activation: str, side: str, t: np.ndarray) -> np.ndarray:
+    x = -t if side == "neg" else t
+    return exact(activation, x) - np.maximum(x, 0.0)
+
+
+def input_weights(samples: np.ndarray | None, grid: np.ndarray, emphasis: float = 4.0) -> np.ndarray:
+    """Per-grid-point weights from recorded inputs: 1 everywhere, up to 1 + emphasis where inputs are densest.
+
+    Every point keeps weight >= 1, so the max error over the whole range (tails included) can grow
+    by at most a factor 1 + emphasis while the error where real inputs fall shrinks.
+    """
+    if samples is None:
+        return np.ones_like(grid)
+    samples = np.asarray(samples, np.float64).ravel()
+    samples = samples[np.isfinite(samples)]
+    if samples.size == 0:
+        raise ValueError("the inputs hold no finite values")
+    hist, edges = np.histogram(samples, bins=256, range=(grid.min(), grid.max()), density=True)
+    idx = np.clip(np.searchsorted(edges, grid, side="right") - 1, 0, len(hist) - 1)
+    peak = hist.max()
+    return 1.0 + emphasis * (hist[idx] / peak if peak > 0 else 0.0)
+
+
+def fit_sign_split(activation: str, degree: int, pieces: int = 1, limit_neg: float | None = None,
+                   limit_pos: float | None = None, samples: np.ndarray | None = None,
+                   weighted_by: str | None = None) -> SignSplitFit:
+    """Fit the sign-split form; missing limits are chosen by a scan (smallest fitted error)."""
+    if activation not in FITTABLE:
+        raise ValueError(f"cannot fit {activation!r}: the sign-split form covers {FITTABLE}")
+    if degree < 1 or pieces < 1:
+        raise ValueError("degree and pieces must be at least 1")
+    limits = {}
+    for side, given in (("neg", limit_neg), ("pos", limit_pos)):
+        if given is not None:
+            if not 0 < given <= GRID_HALF_WIDTH:
+                raise ValueError(f"limit for x {'<' if side == 'neg' else '>='} 0 must be in (0, {GRID_HALF_WIDTH}]")
+            limits[side] = float(given)
+        else:
+            candidates = np.arange(2.0, 10.01, 0.25)
+            errs = [_fit_side(activation, side, degree, pieces, L, L, samples)[1] for L in candidates]
+            limits[side] = float(candidates[int(np.argmin(errs))])
+    big = max(limits.values())
+    coeffs = {side: _fit_side(activation, side, degree, pieces, limits[side], big, samples)[0] for side in limits}
+    if _residuals_equal(activation) and limits["neg"] == limits["pos"]:
+        coeffs["neg"] = coeffs["pos"]
+    fit = SignSplitFit(activation, degree, pieces, limits["neg"], limits["pos"],
+                       tuple(tuple(map(float, c)) for c in coeffs["neg"]),
+                       tuple(tuple(map(float, c)) for c in coeffs["pos"]), weighted_by=weighted_by)
+    grid = np.linspace(-GRID_HALF_WIDTH, GRID_HALF_WIDTH, GRID_POINTS)
+    err = float(np.abs(fit.numpy(grid) - exact(activation, grid)).max())
+    return replace(fit, fit_max_error=err)
+
+
+def _residuals_equal(activation: str) -> bool:
+    t = np.linspace(0, GRID_HALF_WIDTH, 257)
+    return bool(np.allclose(_side_residual(activation, "neg", t), _side_residual(activation, "pos", t),
+                            rtol=0, atol=1e-12))
+
+
+def _fit_side(activation: str, side: str, degree: int, pieces: int, own_limit: float, big_limit: float,
+              samples: np.ndarray | None) -> tuple[np.ndarray, float]:
+    """Coefficients (pieces x degree+1) for one side, in the shared variable u, and the max error."""
+    t = np.linspace(0.0, GRID_HALF_WIDTH, GRID_POINTS)
+    target = _side_residual(activation, side, t)
+    x_side = -t if side == "neg" else t
+    w = input_weights(samples, x_side) if samples is not None else np.ones_like(t)
+    v = t + (big_limit - own_limit)
+    vc = np.minimum(v, big_limit)
+    u = vc - big_limit / 2
+    bounds = [big_limit * j / pieces for j in range(1, pieces)]
+    piece = np.searchsorted(bounds, v, side="left")
+    coeffs = np.zeros((pieces, degree + 1))
+    worst = 0.0
+    for p in range(pieces):
+        sel = piece == p
+        if not sel.any():  # a piece this side never reaches: keep it equal to its neighbour
+            coeffs[p] = coeffs[p - 1] if p else 0.0
+            continue
+        design = np.vander(u[sel], degree + 1, increasing=True)
+        coeffs[p] = _lawson(design, target[sel], w[sel])
+        worst = max(worst, float(np.abs(design @ coeffs[p] - target[sel]).max()))
+    return coeffs, worst
+
+
+# ---------------------------------------------------------------------------- exp by squaring
+
+@dataclass(frozen=True)
+class SquaringExp:
+    """exp(z) for z <= 0 as q(max(z, -clamp)) ** (2 ** squarings), q a polynomial fitted to exp(z / 2**k).
+
+    Squaring makes the result non-negative for every input (no negative lobe), and the clamp keeps
+    the squarings inside q's fitted range, so inputs far below -clamp give exp(-clamp), not garbage.
+    """
+
+    squarings: int
+    degree: int
+    clamp: float
+    coeffs: tuple[float, ...]
+    fit_max_error: float = float("nan")
+
+    def __call__(self, z):
+        q = blocks.horner(blocks.clamp_below(z, -self.clamp), self.coeffs)
+        for _ in range(self.squarings):
+            q = q * q
+        return q
+
+
+def fit_squaring_exp(squarings: int = 3, degree: int = 4, clamp: float = 16.0, relative_to: float = 10.0) -> SquaringExp:
+    """Fit q so that q(z) ** n (n = 2 ** squarings) tracks exp(z) on [-clamp, 0].
+
+    Softmax needs relative accuracy wherever terms still add up (many logits 6-10 below the max
+    matter in rows of 196), so the error is weighted relative down to -relative_to and absolute
+    below. A change dq in q moves q ** n by about n * exp(z (n - 1) / n) * dq, hence the weight.
+    """
+    n = 2 ** squarings
+    z = np.linspace(-clamp, 0.0, GRID_POINTS)
+    design = np.vander(z, degree + 1, increasing=True)
+    weight = n * np.exp(z * (n - 1) / n) / np.maximum(np.exp(z), np.exp(-relative_to))
+    c = _lawson(design, np.exp(z / n), weight)
+    err = float(np.abs((design @ c) ** n - np.exp(z)).max())
+    return SquaringExp(squarings, degree, clamp, tuple(map(float, c)), err)

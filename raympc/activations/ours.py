@@ -1,0 +1,80 @@
+"""`raympc`: our activations, the cheapest forms we found that keep max abs error <= 5e-3.
+
+Each design (measured figures: `raympc bench activations`; costs per step: blocks.py):
+- SiLU, GeLU (tanh and erf): f - relu is even, so one comparison gives relu and |x|, one more
+  clamps |x|, and a single public polynomial in the clamped |x| does the rest. SiLU: degree 5 up
+  to |x| = 7.25, evaluated as E(u^2) + u O(u^2) with relu folded into E's dot product. GeLU:
+  degree 4 up to |x| = 3.25 by Horner.
+- Mish: f - relu is not even; degree 5 per side, up to 6.75 below zero and 4 above (one clamp
+  serves both by shifting the positive side); both polynomials from shared powers and one public
+  matrix product, then the sign bit picks.
+- exp (for z <= 0, softmax's case): clamp at -16, a quartic fitted to exp(z / 8) for relative
+  accuracy down to -10, three squarings: never negative. A cubic is cheaper but leaves softmax
+  2e-3 off on rows of 196 Gaussian logits.
+- softmax: row max by a tree of integer-bit selects, that exp, one reciprocal per row, one multiply.
+The fits are deterministic and made on first use (well under a second each).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import jax.numpy as jnp
+
+from . import blocks
+from .fit import SignSplitFit, SquaringExp, fit_sign_split, fit_squaring_exp
+from .registry import register
+
+# (degree, limit below zero, limit above zero): chosen by `raympc fit` scans, see the README
+DESIGNS = {
+    "silu": (5, 7.25, 7.25),
+    "gelu_tanh": (4, 3.25, 3.25),
+    "gelu_erf": (4, 3.25, 3.25),
+    "mish": (5, 6.75, 4.0),
+}
+EXP_DESIGN = (3, 4, 16.0)  # squarings, degree, clamp
+
+
+@lru_cache(maxsize=None)
+def design(activation: str) -> SignSplitFit:
+    degree, limit_neg, limit_pos = DESIGNS[activation]
+    return fit_sign_split(activation, degree, 1, limit_neg, limit_pos)
+
+
+@lru_cache(maxsize=None)
+def exp_design() -> SquaringExp:
+    return fit_squaring_exp(*EXP_DESIGN)
+
+
+@register("silu", "raympc", 5e-3, (-16, 16), "sign + clamp + degree-5 polynomial in |x|, relu folded in")
+def silu(x):
+    return design("silu")(x)
+
+
+@register("gelu_tanh", "raympc", 5e-3, (-16, 16), "sign + clamp + degree-4 polynomial in |x|")
+def gelu_tanh(x):
+    return design("gelu_tanh")(x)
+
+
+@register("gelu_erf", "raympc", 5e-3, (-16, 16), "sign + clamp + degree-4 polynomial in |x|")
+def gelu_erf(x):
+    return design("gelu_erf")(x)
+
+
+@register("mish", "raympc", 5e-3, (-16, 16), "sign + shifted clamp + degree-5 polynomial per side")
+def mish(x):
+    return design("mish")(x)
+
+
+@register("exp", "raympc", 5e-3, (-14, 0), "clamp at -16, quartic, three squarings (inputs <= 0)")
+def exp(z):
+    return exp_design()(z)
+
+
+@register("softmax", "raympc", 1e-3, (-8, 8), "bit-select max tree, squaring exp, one reciprocal per row")
+def softmax(x, axis=-1, where=None, initial=None):
+    if where is not None or initial is not None:
+        raise NotImplementedError("raympc softmax does not take `where`/`initial`; mask the logits instead")
+    z = x - blocks.row_max(x, axis=axis)
+    e = exp_design()(z)
+    return e * (1.0 / jnp.sum(e, axis=axis, keepdims=True))

@@ -1,0 +1,100 @@
+"""The fitter: the sign-split form in plaintext, input weighting, the fits store and `raympc fit`."""
+
+from __future__ import annotations
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import raympc.activations as acts
+from raympc.activations import store
+from raympc.activations.exact import exact
+from raympc.activations.fit import fit_sign_split, fit_squaring_exp
+from raympc.cli import main
+
+
+@pytest.mark.parametrize("activation,degree,limits", [("gelu_tanh", 4, (3.25, 3.25)), ("mish", 5, (6.75, 4.0)),
+                                                      ("silu", 3, (6.0, 6.0))])
+def test_jax_form_matches_the_float64_model(activation, degree, limits):
+    fit = fit_sign_split(activation, degree, 2 if activation == "silu" else 1, *limits)
+    x = np.linspace(-40, 40, 4001)
+    jax_out = np.asarray(fit(jnp.asarray(x, jnp.float32)), np.float64)
+    np.testing.assert_allclose(jax_out, fit.numpy(x), atol=2e-4)
+    assert np.abs(fit.numpy(x) - exact(activation, x)).max() == pytest.approx(fit.fit_max_error, rel=0.05, abs=1e-4)
+
+
+def test_more_degree_means_less_error_and_the_scan_beats_a_bad_clamp():
+    errs = [fit_sign_split("silu", d, 1, 7.0, 7.0).fit_max_error for d in (3, 4, 5)]
+    assert errs[0] > errs[1] > errs[2]
+    scanned = fit_sign_split("gelu_erf", 3)
+    assert scanned.fit_max_error < fit_sign_split("gelu_erf", 3, 1, 9.0, 9.0).fit_max_error
+
+
+def test_weighting_by_recorded_inputs_helps_where_they_fall():
+    samples = np.random.default_rng(0).normal(0, 1.0, 50000)
+    plain = fit_sign_split("silu", 3, 1, 6.0, 6.0)
+    weighted = fit_sign_split("silu", 3, 1, 6.0, 6.0, samples=samples)
+    err = lambda f: np.abs(f.numpy(samples) - exact("silu", samples)).mean()  # noqa: E731
+    assert err(weighted) < err(plain)
+
+
+def test_squaring_exp_is_never_negative_and_accurate():
+    e = fit_squaring_exp(3, 4, 16.0)
+    z = np.linspace(-200, 0, 20001)
+    got = np.asarray(e(jnp.asarray(z, jnp.float32)), np.float64)
+    assert got.min() >= 0
+    assert np.abs(got - np.exp(z)).max() < 1e-3
+    near = z >= -10  # relative accuracy where softmax terms still add up
+    assert np.abs(got[near] / np.exp(z[near]) - 1).max() < 2e-3
+
+
+@pytest.fixture
+def fits_file(tmp_path, monkeypatch):
+    path = tmp_path / "fits.json"
+    monkeypatch.setenv("RAYMPC_FITS", str(path))
+    yield path
+    for key in [k for k, v in acts.REGISTRY.items() if v.fitted]:
+        del acts.REGISTRY[key]
+
+
+def test_fit_command_registers_stores_and_measures(ray_ready, fits_file, tmp_path, capsys):
+    inputs = tmp_path / "silu-inputs.npy"
+    np.save(inputs, np.random.default_rng(1).normal(0, 2, 5000).astype(np.float32))
+    assert main(["fit", "silu", "--degree", "4", "--range", "-7", "7", "--inputs", str(inputs),
+                 "--name", "mine", "--elements", "2048", "--out", str(tmp_path)]) == 0
+    impl = acts.get("silu", "mine")
+    assert impl.fitted and impl.max_abs_error < 0.05
+    stored = json.loads(fits_file.read_text())
+    assert stored["mine"][0]["activation"] == "silu" and stored["mine"][0]["weighted_by"] == str(inputs)
+    report = json.loads((tmp_path / "fit-silu-mine.json").read_text())
+    secure = {r["impl"]: r for r in report["secure"]}
+    assert secure["mine"]["max_abs_error"] <= impl.max_abs_error
+    assert secure["mine"]["bytes_per_elem_per_rank"] < secure["spu-direct"]["bytes_per_elem_per_rank"]
+    assert "inputs_max_abs_error" in secure["mine"]
+    # a fresh process would find it again
+    del acts.REGISTRY[("silu", "mine")]
+    store.register_stored_fits()
+    assert acts.get("silu", "mine").fitted
+    with acts.use({"silu": "mine"}) as mapping:
+        assert mapping == {"silu": "mine"}
+
+
+def test_fit_command_errors_name_the_problem(fits_file, tmp_path, capsys):
+    assert main(["fit", "silu", "--degree", "3", "--range", "2", "5", "--no-measure"]) == 1
+    assert "A < 0 < B" in capsys.readouterr().err
+    bad = tmp_path / "inputs.txt"
+    bad.write_text("1 2 3")
+    assert main(["fit", "silu", "--degree", "3", "--inputs", str(bad), "--no-measure"]) == 1
+    assert "not a .npy/.npz" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["fit", "softmax", "--degree", "3"])
+    with pytest.raises(ValueError, match="already registered"):
+        store.register(*("silu", "raympc", 1e-3, (-1, 1)))(lambda x: x)
+
+
+def test_a_broken_fits_file_warns_but_does_not_break_import(fits_file):
+    fits_file.write_text("{not json")
+    with pytest.warns(UserWarning, match="not a raympc fits file"):
+        store.register_stored_fits()
