@@ -73,6 +73,16 @@ class Shaping:
         link = next(l for l in self.links if l.key == key)
         return f"{link.upstream[0]}:{link.upstream[1]}"
 
+    def cut(self, src: int, dst: int) -> None:
+        """Fault injection: drop the connection party `src` uses to reach `dst`, and refuse reconnects.
+
+        Only relayed links can be cut (the relay owns their sockets)."""
+        relay = self._relays.get(f"{src}->{dst}")
+        if relay is None:
+            raise ShapingError(f"link {src}->{dst} is not relayed (backend {self.backend!r}); "
+                               "cutting links needs shaping='relay' or 'tc+relay'")
+        relay.cut()
+
     def counters(self) -> dict[str, dict[str, int]]:
         """Bytes and packets (relay: chunks) carried by each directed link so far."""
         if self._tc_classes:

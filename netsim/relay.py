@@ -212,6 +212,7 @@ class Relay:
         self._pumps: list[_Pump] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._cut = False
         self._thread = threading.Thread(target=self._accept, daemon=True, name=f"relay-{forward.key}-accept")
         _relay_started()
         self._thread.start()
@@ -226,6 +227,9 @@ class Relay:
                 client, _ = self._server.accept()
             except OSError:
                 return
+            if self._cut:  # a cut link refuses every reconnection attempt
+                close_quietly(client)
+                continue
             try:
                 upstream = socket.create_connection(self.upstream, timeout=10)
                 upstream.settimeout(None)
@@ -245,6 +249,17 @@ class Relay:
                 self._pumps += pumps
             for p in pumps:
                 p.start()
+
+    def cut(self) -> None:
+        """Fault injection: drop this link's connections now and refuse new ones (the relay stays up)."""
+        with self._lock:
+            self._cut = True
+            sockets = list(self._sockets)
+        for s in sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def close(self) -> None:
         with self._lock:

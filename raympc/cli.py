@@ -23,7 +23,7 @@ def make_console() -> Console:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
-    run_demo(out=args.out, protocol=args.protocol, field=args.field, console=make_console())
+    run_demo(out=args.out, protocol=args.protocol, field=args.field, tls=args.tls, console=make_console())
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
@@ -66,6 +66,13 @@ def _cmd_fit(args: argparse.Namespace) -> None:
             args.name, measure=not args.no_measure, elements=args.elements, out=args.out, console=make_console())
 
 
+def _cmd_bench_tls(args: argparse.Namespace) -> None:
+    from .bench.tls import bench_tls
+
+    bench_tls(scale=args.scale, repeats=args.repeats, networks=tuple(args.networks.split(",")), out=args.out,
+              console=make_console())
+
+
 def _cmd_netsim(args: argparse.Namespace) -> None:
     from netsim import commands
 
@@ -78,6 +85,10 @@ def _cmd_netsim(args: argparse.Namespace) -> None:
         commands.cmd_show(console)
     else:
         commands.cmd_reset(args.all, console)
+        from . import leftovers
+
+        for line in leftovers.reap(include_live=args.all):  # Ray processes and dirs of killed drivers
+            console.print(f"undone: {line}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--protocol", default="aby3")
     demo.add_argument("--field", default="fm64")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="where demo.json goes")
+    demo.add_argument("--tls", action="store_true", help="TLS on the party links (per-session certificates)")
     demo.set_defaults(func=_cmd_demo)
 
     info = sub.add_parser("info", help="Ray nodes and resources, versions")
@@ -117,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     ns_set.add_argument("--backend", default="auto", help="auto, relay, tc, tc+relay or none")
     ns_set.add_argument("--duration", type=float, default=None, help="seconds, then remove (default: until Ctrl-C)")
     verbs.add_parser("show", help="active shapings and their counters")
-    ns_reset = verbs.add_parser("reset", help="undo shapings left by killed runs")
+    ns_reset = verbs.add_parser("reset", help="undo shapings, Ray processes and temp dirs left by killed runs")
     ns_reset.add_argument("--all", action="store_true", help="also those whose owner is still running")
     ns.set_defaults(func=_cmd_netsim)
 
@@ -139,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="recorded inputs (.npy/.npz) to report errors on as well; repeatable")
     ab.add_argument("--out", type=Path, default=Path("runs/bench"))
     ab.set_defaults(func=_cmd_bench_activations)
+    tb = bench_sub.add_parser("tls", help="cost of TLS on the party links")
+    tb.add_argument("--scale", type=int, default=8, help="problem size multiplier")
+    tb.add_argument("--repeats", type=int, default=5)
+    tb.add_argument("--networks", default="unshaped,wan")
+    tb.add_argument("--out", type=Path, default=Path("runs/bench"))
+    tb.set_defaults(func=_cmd_bench_tls)
     return parser
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import ray
 
+from . import leftovers
 from .errors import RayStartError
 
 # The embedded instance declares at least this many logical CPUs so three 1-CPU parties fit on a
@@ -30,6 +31,7 @@ class RayHandle:
             ray.shutdown()  # stops exactly the processes this driver started
             if self.temp_dir:
                 shutil.rmtree(self.temp_dir, ignore_errors=True)
+                leftovers.forget()
 
 
 def start_or_join(address: str | None = None, num_cpus: int | None = None,
@@ -59,6 +61,7 @@ def start_or_join(address: str | None = None, num_cpus: int | None = None,
         except Exception as exc:
             shutil.rmtree(temp_dir, ignore_errors=True)
             raise RayStartError(f"could not start an embedded Ray instance: {exc}") from exc
+        leftovers.record([temp_dir])  # so `raympc netsim reset` can undo a driver killed by SIGKILL
         return RayHandle(owned=True, address=ctx.address_info["gcs_address"], temp_dir=temp_dir)
     _check_reachable(address)
     try:

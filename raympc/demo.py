@@ -17,15 +17,15 @@ from .values import Secret
 
 
 def run_demo(out: Path | None = None, protocol: str = "aby3", field: str = "fm64", seed: int = 0,
-             console: Console | None = None) -> dict:
+             tls: bool = False, console: Console | None = None) -> dict:
     console = console or Console()
     rng = np.random.default_rng(seed)
-    summary: dict = {"protocol": protocol, "field": field, "kernels": {}}
+    summary: dict = {"protocol": protocol, "field": field, "tls": tls, "kernels": {}}
     errors = Table(title=f"secure vs plaintext ({protocol.upper()}, {field.upper()})")
     for col in ("kernel", "output", "max abs error", "sent bytes (3 ranks)", "send actions", "wall s"):
         errors.add_column(col, justify="right" if col not in ("kernel", "output") else "left")
     with console.status("starting Ray and three SPU parties..."):
-        session = Session(protocol=protocol, field=field).open()
+        session = Session(protocol=protocol, field=field, tls=tls).open()
     with session:
         for kernel in KERNELS.values():
             inputs = kernel.make_inputs(rng, 1)

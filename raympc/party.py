@@ -7,7 +7,9 @@ Every method that blocks in SPU (link set-up, runs) releases the GIL inside libs
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import time
 from dataclasses import asdict
 from typing import Any
@@ -16,8 +18,9 @@ import spu.libspu as libspu
 from spu import Runtime
 
 from .config import LinkConfig, SpuConfig
-from .errors import LinkSetupError, PortInUseError
+from .errors import ConfigError, LinkSetupError, PortInUseError
 from .metrics import parse_profile_log
+from .tls import PartyCredentials
 
 
 def _port_is_free(host: str, port: int) -> bool:
@@ -76,18 +79,27 @@ class Party:
         self.port = port
         return f"{self.host}:{port}"
 
-    def connect(self, addresses: list[str]) -> float:
+    def connect(self, addresses: list[str], tls: "PartyCredentials | None" = None) -> float:
         """Create the brpc link. Blocks until every peer is connected, so all ranks call it at once."""
         desc = self.link_config.desc()
         for i, addr in enumerate(addresses):
             desc.add_party(f"party{i}", addr)
+        # brpc reads the PEM files while the link is created; generated keys are deleted right after.
+        tls_dir = tempfile.mkdtemp(prefix=f"raympc-tls-party{self.rank}-") if tls is not None else None
         start = time.perf_counter()
         try:
+            if tls is not None:
+                tls.apply(desc, tls_dir)
             self._link = libspu.link.create_brpc(desc, self.rank)
+        except ConfigError:
+            raise
         except Exception as exc:
             if self.port is not None and not _port_is_free(self.host, self.port) and "bind" in str(exc).lower():
                 raise PortInUseError(self.rank, self.host, self.port) from exc
             raise LinkSetupError(f"party {self.rank}: link set-up failed: {exc}") from exc
+        finally:
+            if tls_dir is not None:
+                shutil.rmtree(tls_dir, ignore_errors=True)
         self._runtime = Runtime(self._link, self.spu_config.runtime_config())
         return time.perf_counter() - start
 

@@ -20,6 +20,7 @@ import ray
 import spu.libspu as libspu
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+from . import leftovers
 from .cluster import RayHandle, start_or_join
 from .compiler import ArgSpec, CompiledProgram, ProgramCache
 from .config import LinkConfig, PartySpec, SpuConfig
@@ -31,6 +32,8 @@ from .metrics import RankMetrics, RunMetrics
 from .owners import DEFAULT_OWNERS, Owners
 from .party import Party
 from .placement import Placement, place
+from .tls import TLSConfig
+from .tls import credentials as tls_credentials
 from .values import Public, Secret, SecretValue, canonical_array, spec_of
 
 # Actors that cannot be scheduled (not enough CPUs, missing resources) wait forever in Ray.
@@ -88,6 +91,7 @@ class Session:
         workdir: str | None = None,
         network: "str | netsim.NetworkProfile | None" = None,
         shaping: str = "auto",
+        tls: "bool | TLSConfig" = False,
     ) -> None:
         self.spu_config = spu_config or SpuConfig(protocol=protocol, field=field, parties=parties)
         self.parties = self.spu_config.parties
@@ -111,6 +115,7 @@ class Session:
                               "(shaping across machines shapes each node's NIC; see clusters/)")
         self.shaping_backend = shaping
         self._shaping: netsim.Shaping | None = None
+        self.tls = TLSConfig() if tls is True else (tls or None)
         self.id = uuid.uuid4().hex[:12]
         self._own_workdir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix=f"raympc-session-{self.id}-")
@@ -146,6 +151,8 @@ class Session:
             self._placement = place(self.placement_name, self.party_specs)
             self._start_actors()
             self._connect()
+            if self._ray.temp_dir:  # an embedded Ray we own: note its workers and our workdir too
+                leftovers.record([self.workdir] if self._own_workdir else [])
         except BaseException:
             self.close()
             raise
@@ -187,8 +194,9 @@ class Session:
                 self._shaping = netsim.shape(self.network, links, self.shaping_backend)
             except netsim.ShapingError as exc:
                 raise ConfigError(str(exc)) from exc
+        creds = tls_credentials(self.tls, hosts) if self.tls is not None else [None] * self.parties
         # All ranks connect at once: create_brpc blocks until every peer has connected.
-        self._gather([a.connect.remote(self._peer_addresses(rank, addresses))
+        self._gather([a.connect.remote(self._peer_addresses(rank, addresses), creds[rank])
                       for rank, a in enumerate(self._actors)], "connect")
 
     def _peer_addresses(self, rank: int, addresses: list[str]) -> list[str]:
@@ -394,11 +402,23 @@ class Session:
         return {"per_link": per_link, "wire_bytes": wire, "spu_send_bytes": spu_bytes,
                 "wire_vs_spu": (wire - spu_bytes) / spu_bytes if spu_bytes else None}
 
+    def cut_link(self, src: int, dst: int) -> None:
+        """Fault injection: cut the relayed link src -> dst (connections dropped, reconnects refused).
+
+        The run in flight then fails with a PartyError once a party's recv timeout expires."""
+        if self._shaping is None:
+            raise ConfigError("cut_link needs relayed links: open the session with shaping='relay'")
+        try:
+            self._shaping.cut(src, dst)
+        except netsim.ShapingError as exc:
+            raise ConfigError(str(exc)) from exc
+
     def describe(self) -> dict[str, Any]:
         return {
             "id": self.id, "protocol": self.spu_config.protocol, "field": self.spu_config.field,
             "parties": self.parties, "placement": self.placement_name,
             "exp_mode": self.spu_config.exp_mode,
+            "tls": "off" if self.tls is None else ("supplied" if self.tls.cert_dir else "per-session"),
             "nodes": [i.get("node_id", "")[:12] for i in self.party_info],
             "hosts": [i.get("host", "") for i in self.party_info],
             "network": self._shaping.metadata() if self._shaping is not None

@@ -6,6 +6,7 @@ from typing import Callable
 
 import numpy as np
 from scipy.special import erf as _erf
+from scipy.special import expit as _sigmoid
 
 
 def _gelu_erf(v: np.ndarray) -> np.ndarray:
@@ -18,7 +19,7 @@ def _softmax(v: np.ndarray) -> np.ndarray:
 
 
 EXACT: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "silu": lambda v: v / (1.0 + np.exp(-v)),
+    "silu": lambda v: v * _sigmoid(v),
     "mish": lambda v: v * np.tanh(np.logaddexp(0.0, v)),
     "gelu_tanh": lambda v: 0.5 * v * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (v + 0.044715 * v ** 3))),
     "gelu_erf": _gelu_erf,

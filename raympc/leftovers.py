@@ -1,0 +1,100 @@
+"""What a driver killed with SIGKILL leaves behind, and how `raympc netsim reset` removes it.
+
+An embedded Ray is shut down by its driver; a driver that dies without running its clean-up
+leaves some of Ray's processes running (its dashboard and runtime-env agents outlive the raylet)
+and its temp dirs on disk. Each driver that owns an embedded Ray keeps a record of exactly what it
+started (process ids with their start times, so a reused pid is never touched, and its dirs);
+`reap()` undoes the records whose driver is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import psutil
+
+RECORD_DIR = Path(os.environ.get("RAYMPC_STATE_DIR", "/tmp/raympc-state"))
+
+
+def _record_path(pid: int) -> Path:
+    return RECORD_DIR / f"driver-{pid}.json"
+
+
+def _identity(pid: int) -> dict | None:
+    try:
+        return {"pid": pid, "created": psutil.Process(pid).create_time()}
+    except psutil.NoSuchProcess:
+        return None
+
+
+def record(dirs: list[str] | None = None) -> None:
+    """Note this driver's child processes (now) and `dirs` (added to those already noted)."""
+    me = os.getpid()
+    path = _record_path(me)
+    try:
+        current = json.loads(path.read_text())
+    except (OSError, ValueError):
+        current = {"driver": _identity(me), "processes": [], "dirs": []}
+    known = {p["pid"] for p in current["processes"]}
+    for child in psutil.Process(me).children(recursive=True):
+        ident = _identity(child.pid)
+        if ident and child.pid not in known:
+            current["processes"].append(ident)
+    current["dirs"] = sorted(set(current["dirs"]) | set(dirs or []))
+    RECORD_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(current))
+    tmp.replace(path)
+
+
+def forget() -> None:
+    """The driver cleaned up after itself."""
+    _record_path(os.getpid()).unlink(missing_ok=True)
+
+
+def _same_process(ident: dict) -> psutil.Process | None:
+    try:
+        p = psutil.Process(ident["pid"])
+        return p if abs(p.create_time() - ident["created"]) < 0.01 else None
+    except psutil.NoSuchProcess:
+        return None
+
+
+def reap(include_live: bool = False) -> list[str]:
+    """Stop the processes and remove the dirs of drivers that are gone. Returns what was undone."""
+    undone: list[str] = []
+    if not RECORD_DIR.exists():
+        return undone
+    for path in sorted(RECORD_DIR.glob("driver-*.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            continue
+        driver = rec.get("driver")
+        if driver and _same_process(driver) is not None and not include_live:
+            continue
+        procs = [p for p in (_same_process(i) for i in rec.get("processes", [])) if p is not None]
+        for p in procs:
+            try:
+                p.terminate()
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(procs, timeout=5)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+        for d in rec.get("dirs", []):
+            if os.path.isdir(d):
+                shutil.rmtree(d, ignore_errors=True)
+        pid = driver["pid"] if driver else "?"
+        undone.append(f"driver {pid}: stopped {len(procs)} leftover process(es), removed {len(rec.get('dirs', []))} dir(s)")
+        path.unlink(missing_ok=True)
+    return undone
+
