@@ -279,10 +279,13 @@ def shape(profile: NetworkProfile, links: list[PartyLink], backend: str = "auto"
 def reset(include_live: bool = False) -> list[str]:
     """Undo shapings whose owner process died (all of them with `include_live`); what was undone."""
     undone = []
+    here = state.current_net_inode()
     with _state_lock():
         for rec in state.records():
             if rec.owner_alive and not include_live:
                 continue
+            if rec.netns is None and rec.net_inode and rec.net_inode != here:
+                continue  # made in another namespace (an emulated node): undone from there
             if rec.interface is not None:
                 where = rec.interface + (f" in netns {rec.netns}" if rec.netns else "")
                 try:

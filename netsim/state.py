@@ -20,6 +20,9 @@ class ShapingRecord:
     netns: str | None = None  # the namespace of `interface`, if not the host's
     ports: list[int] = field(default_factory=list)
     created: float = field(default_factory=time.time)
+    # The network namespace the creator ran in (inode of /proc/self/ns/net). Nodes emulated in
+    # namespaces share /tmp: each may only undo records made from its own namespace.
+    net_inode: int = field(default_factory=lambda: current_net_inode())
 
     @property
     def path(self) -> Path:
@@ -43,6 +46,13 @@ class ShapingRecord:
         except PermissionError:
             return True
         return True
+
+
+def current_net_inode() -> int:
+    try:
+        return os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return 0
 
 
 def records() -> list[ShapingRecord]:

@@ -73,6 +73,31 @@ def _cmd_bench_tls(args: argparse.Namespace) -> None:
               console=make_console())
 
 
+def _cmd_cluster(args: argparse.Namespace) -> None:
+    console = make_console()
+    if args.cluster_verb == "label":
+        from .cluster_label import party_resources
+
+        print(json.dumps(party_resources(args.workers.split(","))))
+        return
+    from . import emulate
+
+    if args.emulate_verb == "up":
+        with console.status(f"creating {args.nodes} namespaces and starting one Ray node in each..."):
+            state = emulate.up(nodes=args.nodes, cpus_per_node=args.cpus_per_node)
+        console.print(f"emulated cluster up: head {state.gcs_address} (host side), nodes {', '.join(state.node_ips)} "
+                      f"in namespaces {', '.join(state.netns)}; token auth on")
+        console.print("use it with [bold]--address emulated[/] (or Session(address='emulated', placement='spread')); "
+                      "stop it with [bold]raympc cluster emulate down[/]")
+    elif args.emulate_verb == "down":
+        for line in emulate.down():
+            console.print(f"undone: {line}")
+    else:
+        state = emulate.load()
+        console.print("no emulated cluster" if state is None else json.dumps(
+            {k: v for k, v in vars(state).items() if k != "processes"}, indent=1))
+
+
 def _cmd_netsim(args: argparse.Namespace) -> None:
     from netsim import commands
 
@@ -83,6 +108,18 @@ def _cmd_netsim(args: argparse.Namespace) -> None:
         commands.cmd_set(args.profile, args.parties.split(","), args.backend, console, args.duration)
     elif args.verb == "show":
         commands.cmd_show(console)
+    elif args.address:
+        from .cluster import start_or_join
+        from .node_shaping import reset_all_nodes
+
+        handle = start_or_join(args.address)
+        try:
+            lines = reset_all_nodes(include_live=args.all)
+        finally:
+            handle.shutdown()
+        for line in lines:
+            console.print(f"undone: {line}")
+        console.print(f"reset ran on every node of {args.address}" + ("" if lines else ": nothing to reset"))
     else:
         commands.cmd_reset(args.all, console)
         from . import leftovers
@@ -120,6 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")
     fit.set_defaults(func=_cmd_fit)
 
+    cl = sub.add_parser("cluster", help="multi-node helpers: emulate a 3-node cluster here, party labels")
+    cl_verbs = cl.add_subparsers(dest="cluster_verb", required=True)
+    emu = cl_verbs.add_parser("emulate", help="three network namespaces with one Ray node each (root)")
+    emu_verbs = emu.add_subparsers(dest="emulate_verb", required=True)
+    emu_up = emu_verbs.add_parser("up", help="create namespaces, veths, a bridge, and start the Ray nodes")
+    emu_up.add_argument("--nodes", type=int, default=3)
+    emu_up.add_argument("--cpus-per-node", type=int, default=1)
+    emu_verbs.add_parser("down", help="stop the nodes and delete everything `up` made (also after a crash)")
+    emu_verbs.add_parser("status", help="what is up")
+    label = cl_verbs.add_parser("label", help="this host's party resources, from its position in a worker list")
+    label.add_argument("--workers", required=True, help="comma-separated worker IPs in party order")
+    cl.set_defaults(func=_cmd_cluster)
+
     ns = sub.add_parser("netsim", help="network shaping: probe, set, show, reset")
     verbs = ns.add_subparsers(dest="verb", required=True)
     verbs.add_parser("probe", help="what this kernel supports and which backend 'auto' picks")
@@ -131,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     verbs.add_parser("show", help="active shapings and their counters")
     ns_reset = verbs.add_parser("reset", help="undo shapings, Ray processes and temp dirs left by killed runs")
     ns_reset.add_argument("--all", action="store_true", help="also those whose owner is still running")
+    ns_reset.add_argument("--address", default=None,
+                          help="reset every node of this Ray cluster (e.g. auto, emulated) instead of this host")
     ns.set_defaults(func=_cmd_netsim)
 
     bench = sub.add_parser("bench", help="benchmarks")

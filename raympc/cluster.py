@@ -26,6 +26,12 @@ class RayHandle:
     address: str
     temp_dir: str | None = None
 
+    def __enter__(self) -> "RayHandle":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
     def shutdown(self) -> None:
         if self.owned:
             ray.shutdown()  # stops exactly the processes this driver started
@@ -42,6 +48,11 @@ def start_or_join(address: str | None = None, num_cpus: int | None = None,
     binds to 127.0.0.1, and is started with `address="local"`, which never attaches to a cluster
     already running on the machine (plain `ray.init()` would).
     """
+    if address == "emulated":  # `raympc cluster emulate up`'s cluster, joined with its token
+        from .emulate import join_env
+
+        address, env = join_env(address)
+        use_auth_env(env)
     if ray.is_initialized():
         current = ray.get_runtime_context().gcs_address
         if address not in (None, "auto", current):
@@ -69,6 +80,19 @@ def start_or_join(address: str | None = None, num_cpus: int | None = None,
     except Exception as exc:
         raise RayStartError(f"could not join the Ray cluster at {address!r}: {exc}") from exc
     return RayHandle(owned=True, address=ctx.address_info["gcs_address"])
+
+
+def use_auth_env(env: dict[str, str]) -> None:
+    """Adopt Ray auth settings (RAY_AUTH_MODE, RAY_AUTH_TOKEN_PATH) after `import ray`.
+
+    Ray reads them once, when it is imported; raympc imports Ray early, so the cached config and
+    token are refreshed explicitly (the same calls Ray makes when it turns token auth on itself).
+    """
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    os.environ.update(env)
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:

@@ -11,7 +11,7 @@ import time
 import uuid
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import jax
 import netsim
@@ -35,6 +35,9 @@ from .placement import Placement, place
 from .tls import TLSConfig
 from .tls import credentials as tls_credentials
 from .values import Public, Secret, SecretValue, canonical_array, spec_of
+
+if TYPE_CHECKING:
+    from .node_shaping import ClusterShaping
 
 # Actors that cannot be scheduled (not enough CPUs, missing resources) wait forever in Ray.
 ACTOR_START_TIMEOUT_S = 60.0
@@ -110,11 +113,11 @@ class Session:
             raise ConfigError(str(exc)) from exc
         if shaping != "auto" and shaping not in netsim.BACKENDS:
             raise ConfigError(f"unknown shaping backend {shaping!r}; choose 'auto' or one of {sorted(netsim.BACKENDS)}")
-        if placement != "local" and (self.network.shaped or shaping not in ("auto", "none")):
-            raise ConfigError("network shaping runs on one host for now: use placement='local' "
-                              "(shaping across machines shapes each node's NIC; see clusters/)")
+        if placement != "local" and shaping not in ("auto", "none", "tc"):
+            raise ConfigError(f"shaping backend {shaping!r} works on one host; parties spread over nodes are "
+                              "shaped by each node's kernel on its own NIC (shaping='auto' or 'tc')")
         self.shaping_backend = shaping
-        self._shaping: netsim.Shaping | None = None
+        self._shaping: "netsim.Shaping | ClusterShaping | None" = None
         self.tls = TLSConfig() if tls is True else (tls or None)
         self.id = uuid.uuid4().hex[:12]
         self._own_workdir = workdir is None
@@ -187,7 +190,12 @@ class Session:
         addresses = self._gather([a.choose_port.remote(h, p) for a, h, p in zip(self._actors, hosts, ports)], "port")
         for info, host, addr in zip(self.party_info, hosts, addresses):
             info.update(address=addr, host=host, node_ip=node_ips.get(info["node_id"], "?"))
-        if self.network.shaped or self.shaping_backend not in ("auto", "none"):
+        if self.placement_name != "local":
+            if self.network.shaped:
+                from .node_shaping import ClusterShaping
+
+                self._shaping = ClusterShaping(self.network, self.party_info)
+        elif self.network.shaped or self.shaping_backend not in ("auto", "none"):
             links = [netsim.PartyLink(src, dst, _split(addresses[dst]))
                      for src in range(self.parties) for dst in range(self.parties) if src != dst]
             try:
@@ -202,8 +210,8 @@ class Session:
     def _peer_addresses(self, rank: int, addresses: list[str]) -> list[str]:
         """The address list party `rank` dials: its own listen address, and per peer either the
         peer itself or the shaper of the directed link rank -> peer."""
-        if self._shaping is None:
-            return list(addresses)
+        if self._shaping is None or self.placement_name != "local":
+            return list(addresses)  # across machines the kernel shapes on the way out: dial directly
         return [addresses[d] if d == rank else self._shaping.address(rank, d) for d in range(self.parties)]
 
     def close(self) -> None:

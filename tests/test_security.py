@@ -7,7 +7,6 @@ import json
 import logging
 import os
 
-import jax
 import numpy as np
 import pytest
 import ray

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from workloads.kernels import KERNELS
 
+from ..cluster import start_or_join
 from ..session import Session
 from ..values import Secret
 from .output import write_results
@@ -28,7 +29,8 @@ def bench_tls(scale: int = 8, repeats: int = 5, networks: tuple[str, ...] = ("un
     rng = np.random.default_rng(0)
     inputs = {k.name: [Secret(a, owner=o) for a, o in zip(k.make_inputs(rng, scale), k.owners)] for k in KERNELS.values()}
     rows = []
-    with Progress(console=console) as progress:
+    ray_handle = start_or_join(num_cpus=6)  # two sessions of three 1-CPU parties side by side
+    with ray_handle, Progress(console=console) as progress:
         for network in networks:
             sessions = {tls: Session(network=network, tls=tls) for tls in (False, True)}
             try:
