@@ -84,9 +84,14 @@ def _cmd_cluster(args: argparse.Namespace) -> None:
 
     if args.emulate_verb == "up":
         with console.status(f"creating {args.nodes} namespaces and starting one Ray node in each..."):
-            state = emulate.up(nodes=args.nodes, cpus_per_node=args.cpus_per_node)
-        console.print(f"emulated cluster up: head {state.gcs_address} (host side), nodes {', '.join(state.node_ips)} "
-                      f"in namespaces {', '.join(state.netns)}; token auth on")
+            state = emulate.up(nodes=args.nodes, cpus_per_node=args.cpus_per_node, mode=args.mode)
+        if state.mode == "netns":
+            console.print(f"emulated cluster up: head {state.gcs_address} (host side), nodes "
+                          f"{', '.join(state.node_ips)} in namespaces {', '.join(state.netns)}; token auth on")
+        else:
+            console.print(f"emulated cluster up [bold]on loopback[/] ({emulate.namespaces_possible()[1] or 'as asked'}): "
+                          f"head {state.gcs_address} and {state.nodes} nodes on 127.0.0.1 that differ only in their "
+                          "party resources; links are shaped by the single-host backends; token auth on")
         console.print("use it with [bold]--address emulated[/] (or Session(address='emulated', placement='spread')); "
                       "stop it with [bold]raympc cluster emulate down[/]")
     elif args.emulate_verb == "down":
@@ -164,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     emu_up = emu_verbs.add_parser("up", help="create namespaces, veths, a bridge, and start the Ray nodes")
     emu_up.add_argument("--nodes", type=int, default=3)
     emu_up.add_argument("--cpus-per-node", type=int, default=1)
+    emu_up.add_argument("--mode", choices=["auto", "netns", "loopback"], default="auto",
+                        help="netns needs root; auto falls back to Ray nodes on loopback without it")
     emu_verbs.add_parser("down", help="stop the nodes and delete everything `up` made (also after a crash)")
     emu_verbs.add_parser("status", help="what is up")
     label = cl_verbs.add_parser("label", help="this host's party resources, from its position in a worker list")

@@ -1,4 +1,4 @@
-"""A three-machine Ray cluster on one machine: network namespaces, veths, a bridge (root only).
+"""A three-machine Ray cluster on one machine: network namespaces, veths, a bridge (root).
 
     root namespace                      raympc-node1 .. raympc-node3
     rmpc-br0 10.231.0.254/24  <-veth->  rmpc-e1 10.231.0.1  (Ray worker, resource party0)
@@ -8,6 +8,9 @@
 Everything created here carries the `raympc-`/`rmpc-` prefix, and `down()` removes only that:
 by the state file first, then by name, so it also cleans up after a crash. Ray processes are
 stopped by the process ids recorded at start (with their start times), never by `ray stop`.
+Without root (or namespaces) the fallback is several Ray nodes on 127.0.0.1 that differ only in
+their party resources: placement works the same, but the nodes share one network stack, so links
+are shaped by the single-host backends (relay or tc on lo) instead of per-node egress.
 Token authentication stays on: `up()` makes a token, every node and driver uses it
 (RAY_AUTH_MODE=token with RAY_AUTH_TOKEN_PATH pointing at a 0600 file).
 """
@@ -50,6 +53,7 @@ class EmulationError(RaympcError):
 
 @dataclass
 class EmulatedCluster:
+    mode: str  # "netns" (one namespace per node) or "loopback" (nodes share 127.0.0.1; no root needed)
     nodes: int
     gcs_address: str
     token_path: str
@@ -75,12 +79,6 @@ def load() -> EmulatedCluster | None:
         return EmulatedCluster(**json.loads(STATE_FILE.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-
-
-def _require_root() -> None:
-    if os.geteuid() != 0:
-        raise EmulationError("the emulated cluster needs root (network namespaces and veths); "
-                             "without it, use several Ray nodes on loopback (ray.cluster_utils.Cluster)")
 
 
 def _free_port(host: str) -> int:
@@ -165,27 +163,50 @@ def _wait_for_node_count(expected: int, procs: list[subprocess.Popen]) -> None:
     raise EmulationError(f"fewer than {expected} Ray nodes within {NODE_START_TIMEOUT_S} s; see {LOG_FILE}")
 
 
-def up(nodes: int = 3, cpus_per_node: int = 1) -> EmulatedCluster:
-    """Create the namespaces, the bridge and one Ray node per namespace (plus a head on the host)."""
-    _require_root()
-    if load() is not None or _existing_netns() or _existing_links():
+def namespaces_possible() -> tuple[bool, str]:
+    if os.geteuid() != 0:
+        return False, "not root"
+    try:
+        from pyroute2 import netns
+
+        netns.listnetns()
+    except Exception as exc:  # noqa: BLE001 - any failure means: no namespaces here
+        return False, f"network namespaces unavailable ({exc})"
+    return True, ""
+
+
+def up(nodes: int = 3, cpus_per_node: int = 1, mode: str = "auto") -> EmulatedCluster:
+    """One Ray node per namespace (plus a head on the host); or, where namespaces are impossible
+    (not root, or `mode="loopback"`), several Ray nodes on 127.0.0.1 that differ only in resources."""
+    possible, why = namespaces_possible()
+    if mode == "auto":
+        mode = "netns" if possible else "loopback"
+    if mode == "netns" and not possible:
+        raise EmulationError(f"namespaces are impossible here ({why}); use mode 'loopback'")
+    if mode not in ("netns", "loopback"):
+        raise ConfigError(f"unknown emulation mode {mode!r}; choose auto, netns or loopback")
+    if load() is not None or (possible and (_existing_netns() or _existing_links())):
         raise EmulationError("an emulated cluster (or its leftovers) exists; run `raympc cluster emulate down` first")
     RECORD_DIR.mkdir(parents=True, exist_ok=True)
     fd = os.open(TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_hex(32))
     head_dir = tempfile.mkdtemp(prefix="raympc-emu-", dir="/tmp")
+    head_ip = HOST_IP if mode == "netns" else "127.0.0.1"
     port = _free_port("127.0.0.1")
-    state = EmulatedCluster(nodes=nodes, gcs_address=f"{HOST_IP}:{port}", token_path=str(TOKEN_FILE),
+    state = EmulatedCluster(mode=mode, nodes=nodes, gcs_address=f"{head_ip}:{port}", token_path=str(TOKEN_FILE),
                             head_temp_dir=head_dir, node_ips=[])
     state.save()
     procs: list[subprocess.Popen] = []
     try:
-        _make_network(nodes, state)
+        if mode == "netns":
+            _make_network(nodes, state)
+        else:
+            state.node_ips = ["127.0.0.1"] * nodes
         env = {**os.environ, **state.env(), "RAY_DISABLE_USAGE_STATS": "1"}
         log = LOG_FILE
         log.write_bytes(b"")
-        procs.append(_ray_start(["--head", f"--node-ip-address={HOST_IP}", f"--port={port}", "--num-cpus=0",
+        procs.append(_ray_start(["--head", f"--node-ip-address={head_ip}", f"--port={port}", "--num-cpus=0",
                                  f"--temp-dir={head_dir}", "--include-dashboard=false"], env, os.setsid, log))
         _wait_for_gcs(state.gcs_address, procs[0])
         _record(state, procs)
@@ -194,9 +215,10 @@ def up(nodes: int = 3, cpus_per_node: int = 1) -> EmulatedCluster:
             # One node at a time: four Ray nodes starting at once overload the GCS on two cores.
             for i in range(1, nodes + 1):
                 resources = json.dumps({f"party{i - 1}": 1, "raympc_node": 1})
-                procs.append(_ray_start([f"--address={state.gcs_address}", f"--node-ip-address={SUBNET}.{i}",
+                preexec = _setns(f"{NETNS_PREFIX}{i}") if mode == "netns" else os.setsid
+                procs.append(_ray_start([f"--address={state.gcs_address}", f"--node-ip-address={state.node_ips[i - 1]}",
                                          f"--num-cpus={cpus_per_node}", f"--resources={resources}"],
-                                        env, _setns(f"{NETNS_PREFIX}{i}"), log))
+                                        env, preexec, log))
                 _record(state, procs)
                 _wait_for_node_count(i + 1, procs)
         _record(state, procs)  # raylets, agents and workers started since
@@ -287,10 +309,10 @@ def _processes_in(namespaces: list[str]) -> list[psutil.Process]:
 
 def down() -> list[str]:
     """Stop our Ray nodes, delete our namespaces, veths and bridge. Safe to run at any time."""
-    _require_root()
     undone: list[str] = []
     state = load()
-    namespaces = _existing_netns()
+    possible, _ = namespaces_possible()
+    namespaces = _existing_netns() if possible else []
     procs = [p for p in (_live(i) for i in (state.processes if state else [])) if p is not None]
     procs += [p for p in _processes_in(namespaces) if p.pid not in {q.pid for q in procs}]
     for p in procs:
@@ -307,8 +329,19 @@ def down() -> list[str]:
     psutil.wait_procs(alive, timeout=5)
     if procs:
         undone.append(f"stopped {len(procs)} Ray process(es)")
+    if possible:
+        undone += _delete_network(namespaces)
+    if state is not None:
+        shutil.rmtree(state.head_temp_dir, ignore_errors=True)
+    STATE_FILE.unlink(missing_ok=True)
+    TOKEN_FILE.unlink(missing_ok=True)
+    return undone
+
+
+def _delete_network(namespaces: list[str]) -> list[str]:
     from pyroute2 import IPRoute, netns
 
+    undone = []
     with IPRoute() as ipr:
         for name in _existing_links():
             idx = ipr.link_lookup(ifname=name)
@@ -318,10 +351,6 @@ def down() -> list[str]:
     for ns in namespaces:
         netns.remove(ns)
         undone.append(f"deleted namespace {ns}")
-    if state is not None:
-        shutil.rmtree(state.head_temp_dir, ignore_errors=True)
-    STATE_FILE.unlink(missing_ok=True)
-    TOKEN_FILE.unlink(missing_ok=True)
     return undone
 
 

@@ -113,12 +113,10 @@ class Session:
             raise ConfigError(str(exc)) from exc
         if shaping != "auto" and shaping not in netsim.BACKENDS:
             raise ConfigError(f"unknown shaping backend {shaping!r}; choose 'auto' or one of {sorted(netsim.BACKENDS)}")
-        if placement != "local" and shaping not in ("auto", "none", "tc"):
-            raise ConfigError(f"shaping backend {shaping!r} works on one host; parties spread over nodes are "
-                              "shaped by each node's kernel on its own NIC (shaping='auto' or 'tc')")
         self.shaping_backend = shaping
         self._shaping: "netsim.Shaping | ClusterShaping | None" = None
         self.tls = TLSConfig() if tls is True else (tls or None)
+        self._per_node_shaping = False
         self.id = uuid.uuid4().hex[:12]
         self._own_workdir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix=f"raympc-session-{self.id}-")
@@ -187,10 +185,16 @@ class Session:
         # Parties that share the driver's node talk over loopback; others over their node's IP.
         hosts = ["127.0.0.1" if self.placement_name == "local" else node_ips[info["node_id"]]
                  for info in self.party_info]
+        # Parties on distinct machines are shaped by each node's kernel; parties that share a
+        # network stack (one host, or nodes emulated on loopback) by the single-host backends.
+        self._per_node_shaping = len(set(hosts)) == len(hosts) and not all(h.startswith("127.") for h in hosts)
+        if self._per_node_shaping and self.shaping_backend not in ("auto", "none", "tc"):
+            raise ConfigError(f"shaping backend {self.shaping_backend!r} works within one host; parties on "
+                              "separate nodes are shaped by each node's kernel (shaping='auto' or 'tc')")
         addresses = self._gather([a.choose_port.remote(h, p) for a, h, p in zip(self._actors, hosts, ports)], "port")
         for info, host, addr in zip(self.party_info, hosts, addresses):
             info.update(address=addr, host=host, node_ip=node_ips.get(info["node_id"], "?"))
-        if self.placement_name != "local":
+        if self._per_node_shaping:
             if self.network.shaped:
                 from .node_shaping import ClusterShaping
 
@@ -210,7 +214,7 @@ class Session:
     def _peer_addresses(self, rank: int, addresses: list[str]) -> list[str]:
         """The address list party `rank` dials: its own listen address, and per peer either the
         peer itself or the shaper of the directed link rank -> peer."""
-        if self._shaping is None or self.placement_name != "local":
+        if self._shaping is None or self._per_node_shaping:
             return list(addresses)  # across machines the kernel shapes on the way out: dial directly
         return [addresses[d] if d == rank else self._shaping.address(rank, d) for d in range(self.parties)]
 

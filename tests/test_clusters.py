@@ -115,3 +115,39 @@ def test_emulated_cluster_runs_one_party_per_namespace_with_shaped_veths(tmp_pat
                     if l.get_attr("IFLA_IFNAME").startswith(emulate.LINK_PREFIX)]
     assert not [p for p in recorded if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert emulate.load() is None and not os.path.exists(state.head_temp_dir)
+
+
+LOOPBACK_DRIVER = textwrap.dedent("""
+    import json, numpy as np
+    from raympc import Session
+    with Session(placement="spread", address="emulated", network="200mbit,1ms") as s:
+        r = s.run(lambda a: a + 1, np.zeros(4, np.float32))
+        print("RESULT " + json.dumps({"nodes": [i["node_id"] for i in s.party_info], "out": r.outputs.tolist(),
+                                      "backend": s.describe()["network"]["backend"]}))
+""")
+
+
+@pytest.mark.slow
+def test_loopback_fallback_spreads_parties_over_ray_nodes(tmp_path):
+    """Where namespaces are impossible: several Ray nodes on 127.0.0.1, shaped by the relay."""
+    from raympc import emulate
+
+    assert emulate.load() is None, "an emulated cluster is already up"
+    try:
+        up = _raympc("cluster", "emulate", "up", "--mode", "loopback")
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "on loopback" in up.stdout
+        state = emulate.load()
+        recorded = [p["pid"] for p in state.processes]
+        script = tmp_path / "driver.py"
+        script.write_text(LOOPBACK_DRIVER)
+        run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+        result = json.loads(next(line for line in run.stdout.splitlines() if line.startswith("RESULT "))[7:])
+        assert len(set(result["nodes"])) == 3 and result["out"] == [1.0] * 4
+        assert result["backend"] == "relay"
+    finally:
+        down = _raympc("cluster", "emulate", "down")
+    assert down.returncode == 0, down.stderr
+    assert not [p for p in recorded if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert emulate.load() is None

@@ -67,5 +67,3 @@ def test_bad_network_settings_are_config_errors():
         Session(network="moon")
     with pytest.raises(ConfigError, match="unknown shaping backend"):
         Session(network="wan", shaping="carrier-pigeon")
-    with pytest.raises(ConfigError, match="placement='local'"):
-        Session(network="wan", placement="spread")
