@@ -73,6 +73,28 @@ def _cmd_bench_tls(args: argparse.Namespace) -> None:
               console=make_console())
 
 
+def _cmd_sample(args: argparse.Namespace) -> None:
+    from workloads.run_sample import run_sample
+
+    run_sample(args.workload, args.steps, args.activations, args.network, args.batch, args.out, args.seed, args.eta,
+               console=make_console())
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from workloads import train
+
+    console = make_console()
+    if args.what == "mnist":
+        from workloads.unet import UNetConfig
+
+        recipe = train.DiffusionRecipe(steps=args.steps, batch=args.batch, seed=args.seed,
+                                       model=UNetConfig(channels=args.channels, activation=args.activation))
+        train.train_diffusion(recipe, name=args.name or ("ddpm-mnist" if args.activation == "silu" else
+                                                          f"ddpm-mnist-{args.activation}"), console=console)
+    else:
+        train.train_classifier(epochs=args.epochs, seed=args.seed, console=console)
+
+
 def _cmd_cluster(args: argparse.Namespace) -> None:
     console = make_console()
     if args.cluster_verb == "label":
@@ -161,6 +183,28 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--no-measure", action="store_true", help="fit and register only; skip the SPU run")
     fit.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")
     fit.set_defaults(func=_cmd_fit)
+
+    sa = sub.add_parser("sample", help="secure diffusion sampling next to plaintext from the same noise")
+    sa.add_argument("--workload", choices=["ddim-mnist", "ddpm-mnist"], default="ddim-mnist")
+    sa.add_argument("--steps", type=int, default=10)
+    sa.add_argument("--activations", default="raympc", help="implementation: raympc, spu-direct, cipherdm, puma, ...")
+    sa.add_argument("--network", default=None, help="network profile (preset or RATE,DELAY)")
+    sa.add_argument("--batch", type=int, default=4)
+    sa.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic)")
+    sa.add_argument("--seed", type=int, default=0)
+    sa.add_argument("--out", type=Path, default=Path("runs/sample"))
+    sa.set_defaults(func=_cmd_sample)
+
+    tr = sub.add_parser("train", help="train the shipped models (plaintext): the MNIST U-Net or the classifier")
+    tr.add_argument("what", choices=["mnist", "classifier"])
+    tr.add_argument("--steps", type=int, default=3000, help="optimizer steps (mnist)")
+    tr.add_argument("--batch", type=int, default=64)
+    tr.add_argument("--channels", type=int, default=16, help="U-Net base channels (mnist)")
+    tr.add_argument("--activation", choices=["silu", "mish"], default="silu")
+    tr.add_argument("--epochs", type=int, default=2, help="epochs (classifier)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--name", default=None, help="weights name in workloads/weights/")
+    tr.set_defaults(func=_cmd_train)
 
     cl = sub.add_parser("cluster", help="multi-node helpers: emulate a 3-node cluster here, party labels")
     cl_verbs = cl.add_subparsers(dest="cluster_verb", required=True)

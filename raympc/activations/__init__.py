@@ -6,10 +6,10 @@ Implementations: `spu-direct` (the stock JAX functions), `puma` (PUMA's piecewis
 """
 
 from . import cipherdm, ours, puma, spu_direct  # noqa: F401 - registers the implementations
-from .policy import resolve, use
+from .policy import current, resolve, use
 from .registry import ACTIVATIONS, REGISTRY, Implementation, get, implementations
 from .store import register_stored_fits
 
 register_stored_fits()
 
-__all__ = ["use", "resolve", "get", "implementations", "Implementation", "REGISTRY", "ACTIVATIONS"]
+__all__ = ["use", "current", "resolve", "get", "implementations", "Implementation", "REGISTRY", "ACTIVATIONS"]

@@ -19,6 +19,14 @@ import jax
 from .registry import REGISTRY, get
 
 _lock = threading.RLock()
+# The mapping of the innermost `use()`, for activations that jax.nn/flax do not provide (mish).
+_active: list[dict[str, str]] = []
+
+
+def current(activation: str):
+    """The implementation a model should call for `activation` now (spu-direct outside any `use`)."""
+    impl = _active[-1].get(activation, "spu-direct") if _active else "spu-direct"
+    return get(activation, impl).fn
 
 
 def _targets() -> list[tuple[object, str, str]]:
@@ -75,7 +83,10 @@ def use(policy: str | dict[str, str]) -> Iterator[dict[str, str]]:
                 for mod in (jax.nn, nn, act):
                     saved.append((mod, "gelu", getattr(mod, "gelu")))
                     setattr(mod, "gelu", gelu)
+            _active.append(mapping)
             yield mapping
         finally:
+            if _active and _active[-1] is mapping:
+                _active.pop()
             for mod, attr, fn in reversed(saved):
                 setattr(mod, attr, fn)

@@ -1,0 +1,116 @@
+"""Secure DDPM/DDIM sampling of the MNIST U-Net, and the same sampling in plaintext.
+
+Who owns what (see SECURITY.md): the model provider owns the weights; the user owns the label,
+the initial noise and every per-step noise, all secret inputs made in the clear by the user's own
+generator (never `jax.random` inside an SPU program). Timesteps, their sinusoidal features and the
+schedule's coefficients are public. One SPU program serves every step: the step's public values
+are inputs, not constants. The latent stays secret-shared on the parties between steps; only the
+final image is revealed, to the user.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from . import diffusion
+from .diffusion import Schedule, StepCoefficients
+from .unet import UNet, UNetConfig, time_features
+
+
+@dataclass
+class SamplingInputs:
+    """Everything the user draws in the clear for one sampling run (so secure and plaintext match)."""
+
+    labels: np.ndarray  # (B,) int
+    initial: np.ndarray  # (B, 28, 28, 1)
+    per_step: list[np.ndarray]  # one (B, 28, 28, 1) per step (zeros where the step adds no noise)
+
+    @classmethod
+    def draw(cls, labels: np.ndarray, steps: list[StepCoefficients], seed: int) -> "SamplingInputs":
+        rng = np.random.default_rng(seed)
+        shape = (len(labels), 28, 28, 1)
+        initial = rng.standard_normal(shape).astype(np.float32)
+        per_step = [rng.standard_normal(shape).astype(np.float32) if c.c else np.zeros(shape, np.float32)
+                    for c in steps]
+        return cls(np.asarray(labels), initial, per_step)
+
+    def onehot(self, classes: int = 10) -> np.ndarray:
+        return np.eye(classes, dtype=np.float32)[self.labels]
+
+
+def step_function(cfg: UNetConfig) -> Callable:
+    model = UNet(cfg)
+
+    def step(params, x, label_onehot, noise, t_features, abc):
+        eps = model.apply(params, x, t_features, label_onehot)
+        return abc[0] * x + abc[1] * eps + abc[2] * noise
+
+    return step
+
+
+def public_step_inputs(cfg: UNetConfig, coeff: StepCoefficients, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    tf = np.repeat(time_features(coeff.t, cfg.time_features), batch, axis=0)
+    return tf, np.asarray([coeff.a, coeff.b, coeff.c], np.float32)
+
+
+def sample_plain(params, cfg: UNetConfig, steps: list[StepCoefficients], inputs: SamplingInputs) -> np.ndarray:
+    import jax
+
+    step = jax.jit(step_function(cfg))
+    x = inputs.initial
+    y = inputs.onehot(cfg.classes)
+    for coeff, noise in zip(steps, inputs.per_step):
+        tf, abc = public_step_inputs(cfg, coeff, len(inputs.labels))
+        x = np.asarray(step(params, x, y, noise, tf, abc))
+    return x
+
+
+@dataclass
+class SecureRun:
+    images: np.ndarray
+    per_step: list[dict] = field(default_factory=list)  # time_s, bytes, send_actions per step
+    compile_s: float = 0.0
+
+    @property
+    def total(self) -> dict:
+        return {k: sum(s[k] for s in self.per_step) for k in ("time_s", "send_bytes", "send_actions")}
+
+
+def sample_secure(session, params, cfg: UNetConfig, steps: list[StepCoefficients], inputs: SamplingInputs,
+                  on_step: Callable[[int, dict], None] | None = None) -> SecureRun:
+    """Run every denoising step on the session's parties; the latent never leaves them until the end."""
+    from raympc import Public, Secret
+
+    y = Secret(inputs.onehot(cfg.classes), owner="user")
+    w = Secret(params, owner="model")
+    batch = len(inputs.labels)
+    tf0, abc0 = public_step_inputs(cfg, steps[0], batch)
+    start = time.perf_counter()
+    fn = session.compile(step_function(cfg), w, Secret(inputs.initial, owner="user"), y,
+                         Secret(inputs.per_step[0], owner="user"), Public(tf0), Public(abc0))
+    run = SecureRun(images=np.empty(0), compile_s=time.perf_counter() - start)
+    x = Secret(inputs.initial, owner="user")
+    for i, (coeff, noise) in enumerate(zip(steps, inputs.per_step)):
+        tf, abc = public_step_inputs(cfg, coeff, batch)
+        last = i == len(steps) - 1
+        result = fn(w, x, y, Secret(noise, owner="user"), Public(tf), Public(abc), reveal_to="user" if last else None)
+        m = result.metrics
+        stats = {"step": i, "t": coeff.t, "time_s": m.wall_time_s, "send_bytes": m.send_bytes,
+                 "send_actions": m.send_actions, "hlo_ops": {k: v.send_bytes for k, v in m.ops("hlo").items()}}
+        run.per_step.append(stats)
+        if on_step is not None:
+            on_step(i, stats)
+        x = result.outputs
+    run.images = np.asarray(x)
+    return run
+
+
+def plan_for(workload: str, schedule: Schedule, steps: int, eta: float = 0.0) -> list[StepCoefficients]:
+    sampler = {"ddpm-mnist": "ddpm", "ddim-mnist": "ddim"}.get(workload)
+    if sampler is None:
+        raise ValueError(f"unknown MNIST workload {workload!r}; choose ddpm-mnist or ddim-mnist")
+    return diffusion.plan(sampler, schedule, steps, eta)
