@@ -21,9 +21,14 @@ def make_console() -> Console:
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    from .demo import run_demo
+    if args.kernels:
+        from .demo import run_demo
 
-    run_demo(out=args.out, protocol=args.protocol, field=args.field, tls=args.tls, console=make_console())
+        run_demo(out=args.out, protocol=args.protocol, field=args.field, tls=args.tls, console=make_console())
+        return
+    from .sampling_demo import run_sampling_demo
+
+    run_sampling_demo(out=args.out, steps=args.steps, network=args.network, console=make_console())
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
@@ -159,7 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raympc", description="Secure three-party computation on Ray, measured.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="secure kernels on three local parties, checked against plaintext")
+    demo = sub.add_parser("demo", help="secure DDIM sampling of MNIST digits: spu-direct vs raympc activations")
+    demo.add_argument("--steps", type=int, default=6, help="DDIM steps")
+    demo.add_argument("--network", default="lan", help="network profile for the party links")
+    demo.add_argument("--kernels", action="store_true", help="the small-kernel demo instead (matmul, softmax, conv, SiLU)")
     demo.add_argument("--protocol", default="aby3")
     demo.add_argument("--field", default="fm64")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="where demo.json goes")

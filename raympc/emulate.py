@@ -22,7 +22,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from pathlib import Path
 import psutil
 
 from .errors import ConfigError, RaympcError
-from .leftovers import RECORD_DIR
+from .leftovers import RECORD_DIR, same_process, stop
 
 NETNS_PREFIX = "raympc-node"
 LINK_PREFIX = "rmpc-"
@@ -281,14 +280,6 @@ def _existing_links() -> list[str]:
     return sorted(n for n in names if n and n.startswith(LINK_PREFIX))
 
 
-def _live(ident: dict) -> psutil.Process | None:
-    try:
-        p = psutil.Process(ident["pid"])
-        return p if abs(p.create_time() - ident["created"]) < 0.01 else None
-    except psutil.NoSuchProcess:
-        return None
-
-
 def _processes_in(namespaces: list[str]) -> list[psutil.Process]:
     """Processes whose network namespace is one of ours (what a crash may have left unrecorded)."""
     inodes = set()
@@ -313,20 +304,9 @@ def down() -> list[str]:
     state = load()
     possible, _ = namespaces_possible()
     namespaces = _existing_netns() if possible else []
-    procs = [p for p in (_live(i) for i in (state.processes if state else [])) if p is not None]
+    procs = [p for p in (same_process(i) for i in (state.processes if state else [])) if p is not None]
     procs += [p for p in _processes_in(namespaces) if p.pid not in {q.pid for q in procs}]
-    for p in procs:
-        try:
-            p.send_signal(signal.SIGTERM)
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=10)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=5)
+    stop(procs, grace_s=10)
     if procs:
         undone.append(f"stopped {len(procs)} Ray process(es)")
     if possible:

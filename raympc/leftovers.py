@@ -55,12 +55,29 @@ def forget() -> None:
     _record_path(os.getpid()).unlink(missing_ok=True)
 
 
-def _same_process(ident: dict) -> psutil.Process | None:
+def same_process(ident: dict) -> psutil.Process | None:
+    """The process noted as {"pid", "created"}, if it still runs (a reused pid does not match)."""
     try:
         p = psutil.Process(ident["pid"])
         return p if abs(p.create_time() - ident["created"]) < 0.01 else None
     except psutil.NoSuchProcess:
         return None
+
+
+def stop(procs: list[psutil.Process], grace_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL whatever is still running after `grace_s`."""
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=grace_s)
 
 
 def reap(include_live: bool = False) -> list[str]:
@@ -75,21 +92,10 @@ def reap(include_live: bool = False) -> list[str]:
             path.unlink(missing_ok=True)
             continue
         driver = rec.get("driver")
-        if driver and _same_process(driver) is not None and not include_live:
+        if driver and same_process(driver) is not None and not include_live:
             continue
-        procs = [p for p in (_same_process(i) for i in rec.get("processes", [])) if p is not None]
-        for p in procs:
-            try:
-                p.terminate()
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(procs, timeout=5)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=5)
+        procs = [p for p in (same_process(i) for i in rec.get("processes", [])) if p is not None]
+        stop(procs)
         for d in rec.get("dirs", []):
             if os.path.isdir(d):
                 shutil.rmtree(d, ignore_errors=True)

@@ -20,8 +20,8 @@ def test_info_lists_versions_and_nodes():
     assert len(info["nodes"]) == 1 and info["nodes"][0]["resources"]["CPU"] >= 3
 
 
-def test_demo_reports_errors_and_metrics(tmp_path):
-    proc = _raympc("demo", "--out", str(tmp_path))
+def test_kernel_demo_reports_errors_and_metrics(tmp_path):
+    proc = _raympc("demo", "--kernels", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "secure vs plaintext" in proc.stdout
     summary = json.loads((tmp_path / "demo.json").read_text())
@@ -32,7 +32,19 @@ def test_demo_reports_errors_and_metrics(tmp_path):
 
 
 def test_bad_protocol_is_a_clean_error():
-    proc = _raympc("demo", "--protocol", "nope")
+    proc = _raympc("demo", "--kernels", "--protocol", "nope")
     assert proc.returncode == 1
     assert "unknown protocol 'nope'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_sampling_demo_one_step(tmp_path):
+    """The main job, shortened to one DDIM step: both implementations, table, grid, report."""
+    proc = _raympc("demo", "--steps", "1", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "demo.json").read_text())
+    assert set(summary["rows"]) == {"spu-direct", "raympc"}
+    assert summary["ratios"]["bytes"] > 1.5  # raympc activations move fewer bytes on the same model
+    for r in summary["rows"].values():
+        assert r["send_bytes"] > 0 and r["psnr_db_min"] > 20
+    assert (tmp_path / "samples.png").stat().st_size > 0 and "| raympc |" in (tmp_path / "report.md").read_text()

@@ -81,41 +81,50 @@ def _raympc(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "raympc.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
+def _emulate_and_drive(mode: str, driver: str, tmp_path: Path) -> tuple[dict, object, list[int], str]:
+    """`cluster emulate up`, run `driver` as a separate program against it, always `down`.
+
+    Returns the driver's RESULT, the cluster state, the recorded pids and `up`'s output."""
+    from raympc import emulate
+
+    assert emulate.load() is None, "an emulated cluster is already up"
+    try:
+        up = _raympc("cluster", "emulate", "up", "--mode", mode)
+        assert up.returncode == 0, up.stdout + up.stderr
+        state = emulate.load()
+        script = tmp_path / "driver.py"
+        script.write_text(driver)
+        run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+        result = json.loads(next(line for line in run.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    finally:
+        down = _raympc("cluster", "emulate", "down")
+    assert down.returncode == 0, down.stderr
+    recorded = [p["pid"] for p in state.processes]
+    assert not [p for p in recorded if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert emulate.load() is None and not os.path.exists(state.head_temp_dir)
+    return result, state, recorded, up.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 def test_emulated_cluster_runs_one_party_per_namespace_with_shaped_veths(tmp_path):
     from raympc import emulate
 
-    assert emulate.load() is None, "an emulated cluster is already up"
-    try:
-        up = _raympc("cluster", "emulate", "up")
-        assert up.returncode == 0, up.stdout + up.stderr
-        state = emulate.load()
-        recorded = [p["pid"] for p in state.processes]
-        script = tmp_path / "driver.py"
-        script.write_text(DRIVER)
-        run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
-        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
-        result = json.loads(next(line for line in run.stdout.splitlines() if line.startswith("RESULT "))[7:])
-        assert sorted(result["node_ips"]) == state.node_ips  # one party in each namespace
-        assert result["result"][0] == [3.0] * 4
-        assert result["backend"] == "tc-egress"
-        assert abs(result["bps"] / 100e6 - 1) <= 0.05, result["bps"]  # the veth's shaped rate, within 5%
-        assert sum(c["bytes"] for c in result["counters"].values()) > 0
-    finally:
-        down = _raympc("cluster", "emulate", "down")
-    assert down.returncode == 0, down.stderr
-    # Nothing left: no namespace, veth, bridge (so no qdisc on them), Ray process or state.
+    result, state, _, _ = _emulate_and_drive("netns", DRIVER, tmp_path)
+    assert sorted(result["node_ips"]) == state.node_ips  # one party in each namespace
+    assert result["result"][0] == [3.0] * 4
+    assert result["backend"] == "tc-egress"
+    assert abs(result["bps"] / 100e6 - 1) <= 0.05, result["bps"]  # the veth's shaped rate, within 5%
+    assert sum(c["bytes"] for c in result["counters"].values()) > 0
+    # Nothing left: no namespace, veth or bridge (so no qdisc on them).
     from pyroute2 import IPRoute, netns
 
     assert not [n for n in netns.listnetns() if n.startswith(emulate.NETNS_PREFIX)]
     with IPRoute() as ipr:
         assert not [l.get_attr("IFLA_IFNAME") for l in ipr.get_links()
                     if l.get_attr("IFLA_IFNAME").startswith(emulate.LINK_PREFIX)]
-    assert not [p for p in recorded if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
-    assert emulate.load() is None and not os.path.exists(state.head_temp_dir)
-
 
 LOOPBACK_DRIVER = textwrap.dedent("""
     import json, numpy as np
@@ -130,24 +139,7 @@ LOOPBACK_DRIVER = textwrap.dedent("""
 @pytest.mark.slow
 def test_loopback_fallback_spreads_parties_over_ray_nodes(tmp_path):
     """Where namespaces are impossible: several Ray nodes on 127.0.0.1, shaped by the relay."""
-    from raympc import emulate
-
-    assert emulate.load() is None, "an emulated cluster is already up"
-    try:
-        up = _raympc("cluster", "emulate", "up", "--mode", "loopback")
-        assert up.returncode == 0, up.stdout + up.stderr
-        assert "on loopback" in up.stdout
-        state = emulate.load()
-        recorded = [p["pid"] for p in state.processes]
-        script = tmp_path / "driver.py"
-        script.write_text(LOOPBACK_DRIVER)
-        run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
-        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
-        result = json.loads(next(line for line in run.stdout.splitlines() if line.startswith("RESULT "))[7:])
-        assert len(set(result["nodes"])) == 3 and result["out"] == [1.0] * 4
-        assert result["backend"] == "relay"
-    finally:
-        down = _raympc("cluster", "emulate", "down")
-    assert down.returncode == 0, down.stderr
-    assert not [p for p in recorded if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
-    assert emulate.load() is None
+    result, _, _, up_output = _emulate_and_drive("loopback", LOOPBACK_DRIVER, tmp_path)
+    assert "on loopback" in up_output
+    assert len(set(result["nodes"])) == 3 and result["out"] == [1.0] * 4
+    assert result["backend"] == "relay"

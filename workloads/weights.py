@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ def save(params, name: str, meta: dict, directory: Path = WEIGHTS_DIR) -> Path:
     path = directory / f"{name}.safetensors"
     tmp = path.with_name(path.name + ".tmp")
     save_file(flat, str(tmp))
+    os.chmod(tmp, 0o644)
     tmp.replace(path)  # never half-written
     side = directory / f"{name}.json"
     side.with_name(side.name + ".tmp").write_text(json.dumps(meta, indent=1))
