@@ -85,6 +85,15 @@ def _cmd_sample(args: argparse.Namespace) -> None:
                console=make_console())
 
 
+def _cmd_record_inputs(args: argparse.Namespace) -> None:
+    from workloads.record_inputs import record_inputs
+
+    summary = record_inputs(args.out, steps=args.steps, batch=args.batch, seed=args.seed)
+    for name, stats in summary.items():
+        print(f"{name}: {stats['count']:,} values in [{stats['min']:.2f}, {stats['max']:.2f}] "
+              f"(1-99%: {stats['p01']:.2f} .. {stats['p99']:.2f}) -> {args.out / (name + '.npy')}")
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     from workloads import train
 
@@ -202,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--seed", type=int, default=0)
     sa.add_argument("--out", type=Path, default=Path("runs/sample"))
     sa.set_defaults(func=_cmd_sample)
+
+    ri = sub.add_parser("record-inputs", help="record the shipped U-Net's activation inputs during plaintext DDIM")
+    ri.add_argument("--out", type=Path, default=Path("runs/inputs"))
+    ri.add_argument("--steps", type=int, default=10)
+    ri.add_argument("--batch", type=int, default=10)
+    ri.add_argument("--seed", type=int, default=0)
+    ri.set_defaults(func=_cmd_record_inputs)
 
     tr = sub.add_parser("train", help="train the shipped models (plaintext): the MNIST U-Net or the classifier")
     tr.add_argument("what", choices=["mnist", "classifier"])

@@ -75,3 +75,13 @@ def test_broken_weights_file_is_a_clear_error(tmp_path):
         weights.load("bad", directory=tmp_path)
     with pytest.raises(weights.WeightsError, match="no weights"):
         weights.load("missing", directory=tmp_path)
+
+
+def test_recorded_activation_inputs_come_from_the_shipped_model(tmp_path):
+    from workloads.record_inputs import record_inputs
+
+    summary = record_inputs(tmp_path, steps=1, batch=2)
+    silu, logits = np.load(tmp_path / "silu.npy"), np.load(tmp_path / "softmax.npy")
+    assert summary["silu"]["count"] == silu.size > 10_000
+    assert logits.size % 49 == 0  # attention rows at 7x7
+    assert np.isfinite(silu).all() and silu.min() < 0 < silu.max()

@@ -1,0 +1,64 @@
+"""Record what the activations of the shipped U-Net actually see during plaintext DDIM sampling.
+
+The recordings (.npy per activation) feed `raympc bench activations --inputs silu=FILE` and
+`raympc fit --inputs FILE`, so costs and errors are also reported on real input distributions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import raympc.activations as acts
+
+from . import sampling
+from .run_sample import load_model
+
+
+def record_inputs(out: Path, steps: int = 10, batch: int = 10, seed: int = 0, max_per_activation: int = 200_000) -> dict:
+    params, cfg, schedule, _ = load_model()
+    plan = sampling.plan_for("ddim-mnist", schedule, steps)
+    inputs = sampling.SamplingInputs.draw(np.arange(batch) % cfg.classes, plan, seed)
+    seen: dict[str, list[np.ndarray]] = {"silu": [], "softmax": []}
+    silu, softmax = acts.get("silu", "spu-direct").fn, acts.get("softmax", "spu-direct").fn
+
+    def recording_silu(x):
+        seen["silu"].append(np.asarray(x).ravel())
+        return silu(x)
+
+    def recording_softmax(x, axis=-1, where=None, initial=None):
+        seen["softmax"].append(np.asarray(x).reshape(-1, x.shape[axis]))
+        return softmax(x, axis=axis)
+
+    step = sampling.step_function(cfg)
+    targets = [(jax.nn, "silu", recording_silu), (jax.nn, "softmax", recording_softmax)]
+    import flax.linen as nn
+
+    targets += [(nn, "silu", recording_silu), (nn, "softmax", recording_softmax)]
+    saved = [(m, a, getattr(m, a)) for m, a, _ in targets]
+    try:
+        for m, a, f in targets:
+            setattr(m, a, f)
+        x = inputs.initial
+        y = inputs.onehot(cfg.classes)
+        with jax.disable_jit():
+            for coeff, noise in zip(plan, inputs.per_step):
+                tf, abc = sampling.public_step_inputs(cfg, coeff, batch)
+                x = np.asarray(step(params, x, y, noise, tf, abc))
+    finally:
+        for m, a, f in saved:
+            setattr(m, a, f)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    summary = {}
+    for name, chunks in seen.items():
+        values = np.concatenate([c.reshape(-1) for c in chunks]) if chunks else np.empty(0, np.float32)
+        if name == "silu" and values.size > max_per_activation:
+            values = rng.choice(values, max_per_activation, replace=False)
+        np.save(out / f"{name}.npy", values.astype(np.float32))
+        if values.size:
+            summary[name] = {"count": int(values.size), "min": float(values.min()), "max": float(values.max()),
+                             "p01": float(np.percentile(values, 1)), "p99": float(np.percentile(values, 99))}
+    return summary
