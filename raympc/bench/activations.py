@@ -62,6 +62,10 @@ def bench_activations(elements: int = ELEMENTS, out: Path | None = None, console
     from ..activations.fit_command import load_inputs
 
     console = console or Console()
+    if inputs and "softmax" in inputs:
+        from ..errors import ConfigError
+
+        raise ConfigError("--inputs covers elementwise activations; softmax rows have their own length")
     rng = np.random.default_rng(0)
     recorded = {a: rng.choice(v := load_inputs(p), size=min(elements, v.size), replace=False).astype(np.float32)
                 for a, p in (inputs or {}).items()}
