@@ -101,10 +101,11 @@ def _cmd_train(args: argparse.Namespace) -> None:
     if args.what == "mnist":
         from workloads.unet import UNetConfig
 
-        recipe = train.DiffusionRecipe(steps=args.steps, batch=args.batch, seed=args.seed,
+        recipe = train.DiffusionRecipe(steps=args.steps, batch=args.batch, seed=args.seed, lr=args.lr,
                                        model=UNetConfig(channels=args.channels, activation=args.activation))
         train.train_diffusion(recipe, name=args.name or ("ddpm-mnist" if args.activation == "silu" else
-                                                          f"ddpm-mnist-{args.activation}"), console=console)
+                                                          f"ddpm-mnist-{args.activation}"), console=console,
+                              resume=args.resume)
     else:
         train.train_classifier(epochs=args.epochs, seed=args.seed, console=console)
 
@@ -223,11 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("what", choices=["mnist", "classifier"])
     tr.add_argument("--steps", type=int, default=3000, help="optimizer steps (mnist)")
     tr.add_argument("--batch", type=int, default=64)
+    tr.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     tr.add_argument("--channels", type=int, default=16, help="U-Net base channels (mnist)")
     tr.add_argument("--activation", choices=["silu", "mish"], default="silu")
     tr.add_argument("--epochs", type=int, default=2, help="epochs (classifier)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--name", default=None, help="weights name in workloads/weights/")
+    tr.add_argument("--resume", default=None, help="continue from these saved weights (mnist)")
     tr.set_defaults(func=_cmd_train)
 
     cl = sub.add_parser("cluster", help="multi-node helpers: emulate a 3-node cluster here, party labels")

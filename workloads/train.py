@@ -41,10 +41,15 @@ def _progress(console: Console) -> Progress:
 
 
 def train_diffusion(recipe: DiffusionRecipe = DiffusionRecipe(), name: str = "ddpm-mnist",
-                    console: Console | None = None) -> dict:
+                    console: Console | None = None, resume: str | None = None) -> dict:
+    """Train (or, with `resume`, continue training saved weights) and save the EMA weights as `name`."""
     console = console or Console()
     data = mnist_data.load("train")
     model, params = init_params(recipe.model, recipe.seed)
+    history: list[dict] = []
+    if resume is not None:
+        params, old = weights.load(resume)
+        history = old.get("history", []) + [{k: old.get(k) for k in ("recipe", "final_loss_last200", "train_seconds")}]
     warmup = min(recipe.warmup, recipe.steps // 2)
     sched = optax.warmup_cosine_decay_schedule(0.0, recipe.lr, warmup, recipe.steps, recipe.lr * 0.05)
     opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(sched))
@@ -84,7 +89,7 @@ def train_diffusion(recipe: DiffusionRecipe = DiffusionRecipe(), name: str = "dd
             losses.append(float(loss))
             if i % 50 == 0 or i == recipe.steps - 1:
                 progress.update(task, completed=i + 1, info=f"loss {np.mean(losses[-50:]):.4f}")
-    meta = {"recipe": _jsonable(asdict(recipe)), "parameters": count_params(ema),
+    meta = {"recipe": _jsonable(asdict(recipe)), "parameters": count_params(ema), "history": history,
             "final_loss_last200": float(np.mean(losses[-200:])), "train_seconds": time.time() - start,
             "loss_curve_every_100": [float(np.mean(losses[i:i + 100])) for i in range(0, len(losses), 100)]}
     path = weights.save(ema, name, meta)
