@@ -122,7 +122,8 @@ class Shaping:
             self._dlinks[link.key] = DirectedLink(link.src, link.dst, relay_shape(self.profile.link(link.src, link.dst)))
         for link in self.links:
             back = self._dlinks[f"{link.dst}->{link.src}"]
-            self._relays[link.key] = Relay(self._dlinks[link.key], back, link.upstream)
+            self._relays[link.key] = Relay(self._dlinks[link.key], back, link.upstream,
+                                           avoid_ports=frozenset(l.upstream[1] for l in self.links))
 
     def _record_state(self, interface: str | None) -> None:
         self._record = state.ShapingRecord(id=self.id, pid=os.getpid(), backend=self.backend, interface=interface,

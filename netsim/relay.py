@@ -204,9 +204,9 @@ class Relay:
     """Listens for the source party and forwards to the destination party's real address."""
 
     def __init__(self, forward: DirectedLink, backward: DirectedLink, upstream: tuple[str, int],
-                 listen_host: str = "127.0.0.1") -> None:
+                 listen_host: str = "127.0.0.1", avoid_ports: frozenset[int] = frozenset()) -> None:
         self.forward, self.backward, self.upstream = forward, backward, upstream
-        self._server = socket.create_server((listen_host, 0), backlog=16)
+        self._server = _listen_avoiding(listen_host, avoid_ports)
         self.address = self._server.getsockname()[:2]
         self._sockets: list[socket.socket] = []
         self._pumps: list[_Pump] = []
@@ -284,6 +284,24 @@ class Relay:
         with self._lock:
             pumps = list(self._pumps)
         return int(self._thread.is_alive()) + sum(t.is_alive() for p in pumps for t in p.threads)
+
+
+def _listen_avoiding(host: str, avoid: frozenset[int], attempts: int = 32) -> socket.socket:
+    """A listening socket on a kernel-chosen port that is not in `avoid`.
+
+    Parties pick their link ports before they bind them; a relay made in between could be handed
+    one of those ports by the kernel, and the party's bind would then fail."""
+    held = []
+    try:
+        for _ in range(attempts):
+            server = socket.create_server((host, 0), backlog=16)
+            if server.getsockname()[1] not in avoid:
+                return server
+            held.append(server)  # keep it bound so the next attempt gets another port
+        raise OSError(f"no free port outside {sorted(avoid)} after {attempts} attempts")
+    finally:
+        for sock in held:
+            sock.close()
 
 
 class _PairCloser:

@@ -7,6 +7,7 @@ Every method that blocks in SPU (link set-up, runs) releases the GIL inside libs
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import tempfile
@@ -32,7 +33,31 @@ def _port_is_free(host: str, port: int) -> bool:
     return True
 
 
+LOWEST_LINK_PORT = 10000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = (int(v) for v in open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def _free_port(host: str) -> int:
+    """A free port *below* the kernel's ephemeral range.
+
+    The port is only bound later, when brpc creates the link; a port from the ephemeral range could
+    meanwhile be handed by the kernel to any outgoing connection (Ray's, brpc's, a relay's) or to a
+    listener asking for port 0, and the party's bind would fail. Below the range nobody gets it by
+    accident."""
+    lo, _ = _ephemeral_range()
+    if lo - LOWEST_LINK_PORT >= 1000:
+        rng = random.Random()
+        for _ in range(200):
+            port = rng.randrange(LOWEST_LINK_PORT, lo)
+            if _port_is_free(host, port):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
