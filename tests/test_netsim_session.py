@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import threading
 
 import numpy as np
@@ -23,18 +22,20 @@ def inputs():
             (rng.standard_normal((512, 512)) / 20).astype(np.float32))
 
 
-def _median_run(session, x, w, n=2):
+def _fastest_run(session, x, w, n=3):
+    """The fastest of n runs: other jobs on a shared machine only ever add time, and an inflated
+    unshaped baseline would hide the delay being measured."""
     session.run(three_matmuls, x, Secret(w, "model"))  # warm: program shipped, connections up
     runs = [session.run(three_matmuls, x, Secret(w, "model")).metrics for _ in range(n)]
-    return statistics.median(m.wall_time_s for m in runs), runs[0]
+    return min(m.wall_time_s for m in runs), runs[0]
 
 
 def test_wan_costs_what_bytes_and_actions_predict(ray_ready, inputs):
     x, w = inputs
     with Session(network="unshaped") as s:
-        base, _ = _median_run(s, x, w)
+        base, _ = _fastest_run(s, x, w)
     with Session(network="wan", shaping="relay") as s:
-        shaped, m = _median_run(s, x, w)
+        shaped, m = _fastest_run(s, x, w)
         meta = s.describe()["network"]
     wan = netsim.PRESETS["wan"].default
     # Per rank, every send action waits one one-way delay and its bytes cross at the link rate;
