@@ -34,6 +34,7 @@ import psutil
 
 from .errors import ConfigError, RaympcError
 from .leftovers import RECORD_DIR, same_process, stop
+from .ports import free_port
 
 NETNS_PREFIX = "raympc-node"
 LINK_PREFIX = "rmpc-"
@@ -78,12 +79,6 @@ def load() -> EmulatedCluster | None:
         return EmulatedCluster(**json.loads(STATE_FILE.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def _setns(name: str):
@@ -192,7 +187,7 @@ def up(nodes: int = 3, cpus_per_node: int = 1, mode: str = "auto") -> EmulatedCl
         f.write(secrets.token_hex(32))
     head_dir = tempfile.mkdtemp(prefix="raympc-emu-", dir="/tmp")
     head_ip = HOST_IP if mode == "netns" else "127.0.0.1"
-    port = _free_port("127.0.0.1")
+    port = free_port("127.0.0.1")
     state = EmulatedCluster(mode=mode, nodes=nodes, gcs_address=f"{head_ip}:{port}", token_path=str(TOKEN_FILE),
                             head_temp_dir=head_dir, node_ips=[])
     state.save()

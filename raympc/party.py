@@ -7,7 +7,6 @@ Every method that blocks in SPU (link set-up, runs) releases the GIL inside libs
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import socket
 import tempfile
@@ -21,46 +20,8 @@ from spu import Runtime
 from .config import LinkConfig, SpuConfig
 from .errors import ConfigError, LinkSetupError, PortInUseError
 from .metrics import parse_profile_log
+from .ports import free_port, port_is_free
 from .tls import PartyCredentials
-
-
-def _port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-LOWEST_LINK_PORT = 10000
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        lo, hi = (int(v) for v in open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
-        return lo, hi
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def _free_port(host: str) -> int:
-    """A free port *below* the kernel's ephemeral range.
-
-    The port is only bound later, when brpc creates the link; a port from the ephemeral range could
-    meanwhile be handed by the kernel to any outgoing connection (Ray's, brpc's, a relay's) or to a
-    listener asking for port 0, and the party's bind would fail. Below the range nobody gets it by
-    accident."""
-    lo, _ = _ephemeral_range()
-    if lo - LOWEST_LINK_PORT >= 1000:
-        rng = random.Random()
-        for _ in range(200):
-            port = rng.randrange(LOWEST_LINK_PORT, lo)
-            if _port_is_free(host, port):
-                return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class Party:
@@ -98,8 +59,8 @@ class Party:
         """Pick (or check) this party's listening port on its own node; returns host:port."""
         self.host = self.link_config.bind_host or host
         if port is None:
-            port = _free_port(self.host)
-        elif not _port_is_free(self.host, port):
+            port = free_port(self.host)
+        elif not port_is_free(self.host, port):
             raise PortInUseError(self.rank, self.host, port)
         self.port = port
         return f"{self.host}:{port}"
@@ -119,7 +80,7 @@ class Party:
         except ConfigError:
             raise
         except Exception as exc:
-            if self.port is not None and not _port_is_free(self.host, self.port) and "bind" in str(exc).lower():
+            if self.port is not None and not port_is_free(self.host, self.port) and "bind" in str(exc).lower():
                 raise PortInUseError(self.rank, self.host, self.port) from exc
             raise LinkSetupError(f"party {self.rank}: link set-up failed: {exc}") from exc
         finally:
