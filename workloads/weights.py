@@ -27,8 +27,9 @@ def save(params, name: str, meta: dict, directory: Path = WEIGHTS_DIR) -> Path:
     os.chmod(tmp, 0o644)
     tmp.replace(path)  # never half-written
     side = directory / f"{name}.json"
-    side.with_name(side.name + ".tmp").write_text(json.dumps(meta, indent=1))
-    side.with_name(side.name + ".tmp").replace(side)
+    side_tmp = side.with_name(side.name + ".tmp")
+    side_tmp.write_text(json.dumps(meta, indent=1))
+    side_tmp.replace(side)
     return path
 
 

@@ -197,7 +197,7 @@ def _fit_side(activation: str, side: str, degree: int, pieces: int, own_limit: f
     t = np.linspace(0.0, GRID_HALF_WIDTH, GRID_POINTS)
     target = _side_residual(activation, side, t)
     x_side = -t if side == "neg" else t
-    w = input_weights(samples, x_side) if samples is not None else np.ones_like(t)
+    w = input_weights(samples, x_side)
     v = t + (big_limit - own_limit)
     vc = np.minimum(v, big_limit)
     u = vc - big_limit / 2

@@ -10,8 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import ConfigError
-from .exact import exact
-from .fit import GRID_HALF_WIDTH, fit_sign_split
+from .fit import fit_sign_split
 from .registry import get
 from .store import register_fit, save_fit
 
@@ -72,33 +71,23 @@ def run_fit(activation: str, degree: int, pieces: int = 1, fit_range: tuple[floa
 
 
 def _measure(activation: str, name: str, samples: np.ndarray | None, elements: int, console: Console) -> list[dict]:
+    from ..bench.activations import measure_implementation
     from ..session import Session
 
-    grid = np.linspace(-GRID_HALF_WIDTH, GRID_HALF_WIDTH, elements, dtype=np.float32)
     rng = np.random.default_rng(0)
-    real = None if samples is None else rng.choice(samples, size=min(elements, samples.size), replace=False).astype(np.float32)
-    rows = []
+    recorded = {} if samples is None else \
+        {activation: rng.choice(samples, size=min(elements, samples.size), replace=False).astype(np.float32)}
     with console.status("measuring under SPU (ABY3, FM64) on three Ray parties"), Session() as session:
-        for impl in (name, "raympc", "spu-direct"):
-            fn = get(activation, impl).fn
-            r = session.run(fn, grid)
-            err = np.abs(np.asarray(r.outputs, np.float64) - exact(activation, grid))
-            row = {"impl": impl, "rank0_bytes_per_elem": r.metrics.ranks[0].send_bytes / grid.size,
-                   "bytes_per_elem_per_rank": r.metrics.send_bytes / grid.size / len(r.metrics.ranks),
-                   "max_abs_error": float(err.max()), "mean_abs_error": float(err.mean())}
-            if real is not None:
-                real_err = np.abs(np.asarray(session.run(fn, real).outputs, np.float64) - exact(activation, real))
-                row["inputs_max_abs_error"] = float(real_err.max())
-                row["inputs_mean_abs_error"] = float(real_err.mean())
-            rows.append(row)
+        rows = [measure_implementation(session, get(activation, impl), elements, recorded)
+                for impl in (name, "raympc", "spu-direct")]
     table = Table(title=f"{activation}: secure cost and error ({elements:,} elements on [-16, 16])")
-    cols = ["impl", "rank-0 B/elem", "B/elem/rank", "max err", "mean err"] + (["inputs max", "inputs mean"] if real is not None else [])
+    cols = ["impl", "rank-0 B/elem", "B/elem/rank", "max err", "mean err"] + (["inputs max", "inputs mean"] if recorded else [])
     for c in cols:
         table.add_column(c, justify="left" if c == "impl" else "right")
     for r in rows:
         cells = [r["impl"], f"{r['rank0_bytes_per_elem']:.0f}", f"{r['bytes_per_elem_per_rank']:.0f}",
                  f"{r['max_abs_error']:.2e}", f"{r['mean_abs_error']:.2e}"]
-        if real is not None:
+        if recorded:
             cells += [f"{r['inputs_max_abs_error']:.2e}", f"{r['inputs_mean_abs_error']:.2e}"]
         table.add_row(*cells)
     console.print(table)

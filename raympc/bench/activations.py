@@ -35,7 +35,9 @@ def _inputs(impl: acts.Implementation, n: int) -> np.ndarray:
     return np.linspace(lo, hi, n, dtype=np.float32)
 
 
-def _measure(session: Session, impl: acts.Implementation, n: int, recorded: dict[str, np.ndarray]) -> dict:
+def measure_implementation(session: Session, impl: acts.Implementation, n: int,
+                           recorded: dict[str, np.ndarray]) -> dict:
+    """One implementation's bytes, actions, time and errors on its grid (and on recorded inputs)."""
     x = _inputs(impl, n)
     result = session.run(impl.fn, x)
     m = result.metrics
@@ -75,7 +77,7 @@ def bench_activations(elements: int = ELEMENTS, out: Path | None = None, console
             impls = acts.implementations() if exp_mode == "taylor" else \
                 [i for i in acts.implementations() if i.impl == "spu-direct"]
             for impl in track(impls, description=f"activations, exp {exp_mode}", console=console):
-                rows.append({**_measure(session, impl, elements, recorded), "exp_mode": exp_mode})
+                rows.append({**measure_implementation(session, impl, elements, recorded), "exp_mode": exp_mode})
         for network in networks:
             if network == "unshaped":
                 for r in rows:
