@@ -82,7 +82,7 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     from workloads.run_sample import run_sample
 
     run_sample(args.workload, args.steps, args.activations, args.network, args.batch, args.out, args.seed, args.eta,
-               console=make_console())
+               breakdown=not args.no_breakdown, console=make_console())
 
 
 def _cmd_record_inputs(args: argparse.Namespace) -> None:
@@ -211,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic)")
     sa.add_argument("--seed", type=int, default=0)
     sa.add_argument("--out", type=Path, default=Path("runs/sample"))
+    sa.add_argument("--no-breakdown", action="store_true",
+                    help="skip the cost-by-layer-kind replay (it costs about one more step)")
     sa.set_defaults(func=_cmd_sample)
 
     ri = sub.add_parser("record-inputs", help="record the shipped U-Net's activation inputs during plaintext DDIM")

@@ -85,3 +85,26 @@ def test_recorded_activation_inputs_come_from_the_shipped_model(tmp_path):
     assert summary["silu"]["count"] == silu.size > 10_000
     assert logits.size % 49 == 0  # attention rows at 7x7
     assert np.isfinite(silu).all() and silu.min() < 0 < silu.max()
+
+
+def test_cost_by_layer_kind_accounts_for_the_whole_step(aby3, tiny):
+    """Each kind replayed alone: together they cover the real step's bytes (SPU counts are exact),
+    with every kind present and the SiLU of the shared time embedding counted once."""
+    from raympc import Public
+    from workloads import breakdown
+
+    params, plan, inputs = tiny
+    with acts.use("raympc"):
+        step = sampling.step_function(TINY)
+        args = sampling.step_arguments(params, TINY, plan[0], inputs)
+        calls = breakdown.record_layers(step, *args, public=sampling.PUBLIC_STEP_ARGS)
+        total = aby3.run(step, *args[:4], Public(args[4]), Public(args[5]), reveal_to=None).metrics
+        kinds = breakdown.with_other(breakdown.measure_kinds(aby3, calls),
+                                     {"time_s": total.wall_time_s, "send_bytes": total.send_bytes,
+                                      "send_actions": total.send_actions})
+    assert set(kinds) == set(breakdown.ALL_KINDS)
+    assert all(kinds[k]["send_bytes"] > 0 for k in breakdown.KINDS)
+    assert abs(kinds["other"]["send_bytes"]) <= 0.02 * total.send_bytes
+    assert abs(kinds["other"]["send_actions"]) <= 0.02 * total.send_actions
+    # one SiLU after each GroupNorm outside attention, one in the time MLP, one of the shared embedding
+    assert sum(c.kind == "activation" for c in calls) == sum(c.name == "GroupNorm" for c in calls) + 2

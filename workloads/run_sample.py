@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from . import breakdown as layer_kinds
 from . import quality, sampling, weights
 from .diffusion import Schedule
 from .unet import UNetConfig
@@ -44,9 +45,19 @@ def save_grid(rows: dict[str, np.ndarray], path: Path) -> None:
     plt.close(fig)
 
 
+def kinds_table(kinds: dict[str, dict], title: str) -> Table:
+    table = Table(title=title)
+    for c in ("kind", "calls", "MB sent", "share", "send actions", "time s"):
+        table.add_column(c, justify="right" if c != "kind" else "left")
+    for kind, v in kinds.items():
+        table.add_row(kind, str(v.get("calls", "")), f"{v['send_bytes'] / 1e6:.1f}", f"{v['bytes_share']:.0%}",
+                      f"{v['send_actions']:,}", f"{v['time_s']:.2f}")
+    return table
+
+
 def run_sample(workload: str = "ddim-mnist", steps: int = 10, activations: str = "raympc", network: str | None = None,
                batch: int = 4, out: Path = Path("runs/sample"), seed: int = 0, eta: float = 0.0,
-               console: Console | None = None) -> dict:
+               breakdown: bool = True, console: Console | None = None) -> dict:
     import raympc.activations as acts
     from raympc import Session
 
@@ -64,11 +75,19 @@ def run_sample(workload: str = "ddim-mnist", steps: int = 10, activations: str =
         task = bar.add_task(f"secure {workload}, {activations} activations", total=len(plan))
         secure = sampling.sample_secure(session, params, cfg, plan, inputs,
                                         on_step=lambda i, s: bar.update(task, advance=1))
+        kinds = None
+        if breakdown:
+            task = bar.add_task("cost by layer kind (each kind replayed alone)", total=len(layer_kinds.KINDS))
+            calls = layer_kinds.record_layers(sampling.step_function(cfg), *sampling.step_arguments(params, cfg, plan[0], inputs),
+                                              public=sampling.PUBLIC_STEP_ARGS)
+            measured = layer_kinds.measure_kinds(session, calls, seed=seed, on_kind=lambda k: bar.advance(task))
+            kinds = layer_kinds.with_other(measured, secure.per_step[0])
         described = session.describe()
     result = {
         "workload": workload, "steps": steps, "batch": batch, "activations": activations, "mapping": mapping,
         "network": described["network"], "seed": seed, "model": meta.get("parameters"),
         "compile_s": secure.compile_s, "per_step": secure.per_step, "total": secure.total,
+        "breakdown_step0": kinds,
         "quality": {
             "psnr_db": [quality.psnr(secure.images[i], plain[i]) for i in range(batch)],
             "max_abs_error": float(np.abs(secure.images - plain).max()),
@@ -86,5 +105,7 @@ def run_sample(workload: str = "ddim-mnist", steps: int = 10, activations: str =
                   f"{min(q['psnr_db']):.1f}", f"{q['max_abs_error']:.3f}", f"{q['accuracy_secure']:.2f}",
                   f"{q['accuracy_plain']:.2f}")
     console.print(table)
+    if kinds:
+        console.print(kinds_table(kinds, "cost of step 1 by layer kind"))
     console.print(f"wrote {out}/{workload}-{activations}.png and .json")
     return result

@@ -57,6 +57,15 @@ def public_step_inputs(cfg: UNetConfig, coeff: StepCoefficients, batch: int) -> 
     return tf, np.asarray([coeff.a, coeff.b, coeff.c], np.float32)
 
 
+PUBLIC_STEP_ARGS = (4, 5)  # t_features, abc in `step_function`'s signature
+
+
+def step_arguments(params, cfg: UNetConfig, coeff: StepCoefficients, inputs: SamplingInputs) -> tuple:
+    """Plain example arguments of one step, in `step_function`'s order."""
+    tf, abc = public_step_inputs(cfg, coeff, len(inputs.labels))
+    return params, inputs.initial, inputs.onehot(cfg.classes), inputs.per_step[0], tf, abc
+
+
 def sample_plain(params, cfg: UNetConfig, steps: list[StepCoefficients], inputs: SamplingInputs) -> np.ndarray:
     import jax
 
