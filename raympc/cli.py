@@ -64,6 +64,13 @@ def _cmd_bench_activations(args: argparse.Namespace) -> None:
                       networks=tuple(args.networks.split(",")), inputs=inputs)
 
 
+def _cmd_bench_sd_scale(args: argparse.Namespace) -> None:
+    from .bench.sd_scale import bench_sd_scale
+
+    bench_sd_scale(fit=tuple(args.fit.split(",")), holdout=tuple(args.holdout.split(",")), target=args.target,
+                   activations=args.activations, out=args.out, console=make_console())
+
+
 def _cmd_fit(args: argparse.Namespace) -> None:
     from .activations.fit_command import run_fit
 
@@ -82,7 +89,7 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     from workloads.run_sample import run_sample
 
     run_sample(args.workload, args.steps, args.activations, args.network, args.batch, args.out, args.seed, args.eta,
-               breakdown=not args.no_breakdown, console=make_console())
+               breakdown=not args.no_breakdown, scale=args.scale, console=make_console())
 
 
 def _cmd_record_inputs(args: argparse.Namespace) -> None:
@@ -203,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.set_defaults(func=_cmd_fit)
 
     sa = sub.add_parser("sample", help="secure diffusion sampling next to plaintext from the same noise")
-    sa.add_argument("--workload", choices=["ddim-mnist", "ddpm-mnist"], default="ddim-mnist")
+    sa.add_argument("--workload", choices=["ddim-mnist", "ddpm-mnist", "sd-unet", "tiny-mnist"], default="ddim-mnist")
+    sa.add_argument("--scale", default="tiny", help="sd-unet only: tiny, small, medium, wide")
     sa.add_argument("--steps", type=int, default=10)
     sa.add_argument("--activations", default="raympc", help="implementation: raympc, spu-direct, cipherdm, puma, ...")
     sa.add_argument("--network", default=None, help="network profile (preset or RATE,DELAY)")
@@ -289,6 +297,14 @@ def build_parser() -> argparse.ArgumentParser:
     tb.add_argument("--networks", default="unshaped,wan")
     tb.add_argument("--out", type=Path, default=Path("runs/bench"))
     tb.set_defaults(func=_cmd_bench_tls)
+    sd = bench_sub.add_parser("sd-scale", help="SD U-Net secure step at small scales, extrapolated to SD v1")
+    sd.add_argument("--fit", default="tiny,small,medium", help="scales the cost model is fitted on")
+    sd.add_argument("--holdout", default="wide", help="measured scales that check the extrapolation")
+    sd.add_argument("--target", default="sd-v1", help="scale to extrapolate to (abstract trace only)")
+    sd.add_argument("--activations", default="raympc")
+    sd.add_argument("--out", type=Path, default=Path("runs/bench"),
+                    help="results; measured scales are cached here and not re-run")
+    sd.set_defaults(func=_cmd_bench_sd_scale)
     return parser
 
 

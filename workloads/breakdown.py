@@ -57,6 +57,7 @@ class LayerCall:
     params: Any  # pytree of jax.ShapeDtypeStruct (None for activations)
     arrays: list  # jax.ShapeDtypeStruct of each array argument, in call order
     out_elements: int = 0
+    features: dict[str, int] = field(default_factory=dict)  # sizes a cost model scales with
 
 
 @dataclass
@@ -123,8 +124,27 @@ def _interceptor(next_fun, args, kwargs, context):
         return _m.apply(params, *a, **kw)
 
     rec.calls.append(LayerCall(kind, type(module).__name__, apply, _abstract(dict(variables)), arrays,
-                               _elements(out)))
+                               _elements(out), _features(kind, module, args, kwargs, out)))
     return out
+
+
+def _features(kind: str, module: Any, args: tuple, kwargs: dict, out: Any) -> dict[str, int]:
+    """Sizes a layer's secure cost grows with: output elements, normalisation statistics, and for
+    attention the score matrix and its rows (softmax and its reciprocal)."""
+    elements = _elements(out)
+    x = args[0] if args else kwargs.get("hidden_states")
+    f = {"elements": elements}
+    if kind == "groupnorm":
+        groups = getattr(module, "num_groups", None)
+        f["stats"] = x.shape[0] * groups if groups else elements // x.shape[-1]
+    elif kind == "attention":
+        heads = getattr(module, "heads", 1)
+        tq = int(np.prod(x.shape[1:-1]))
+        context = kwargs.get("context", args[1] if len(args) > 1 else None)
+        tk = int(np.prod(context.shape[1:-1])) if _is_array(context) else tq
+        f["scores"] = x.shape[0] * heads * tq * tk
+        f["rows"] = x.shape[0] * heads * tq
+    return f
 
 
 def _wrap_activation(name: str, fn: Callable) -> Callable:
@@ -146,7 +166,8 @@ def _wrap_activation(name: str, fn: Callable) -> Callable:
             args, kwargs = _rebuild(call_arrays)
             return _f(*args, **kwargs)
 
-        rec.calls.append(LayerCall("activation", name, apply, None, arrays, _elements(out)))
+        rec.calls.append(LayerCall("activation", name, apply, None, arrays, _elements(out),
+                                   {"elements": _elements(out)}))
         return out
 
     return recorded

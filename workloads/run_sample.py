@@ -10,12 +10,10 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from . import breakdown as layer_kinds
-from . import quality, sampling, weights
+from . import weights
 from .diffusion import Schedule
+from .registry import WORKLOADS, WorkloadOptions, run_workload
 from .unet import UNetConfig
-
-WORKLOADS = ("ddpm-mnist", "ddim-mnist")
 
 
 def load_model(name: str = "ddpm-mnist") -> tuple[dict, UNetConfig, Schedule, dict]:
@@ -57,55 +55,46 @@ def kinds_table(kinds: dict[str, dict], title: str) -> Table:
 
 def run_sample(workload: str = "ddim-mnist", steps: int = 10, activations: str = "raympc", network: str | None = None,
                batch: int = 4, out: Path = Path("runs/sample"), seed: int = 0, eta: float = 0.0,
-               breakdown: bool = True, console: Console | None = None) -> dict:
+               breakdown: bool = True, scale: str = "tiny", console: Console | None = None) -> dict:
     import raympc.activations as acts
     from raympc import Session
 
     console = console or Console()
     if workload not in WORKLOADS:
-        raise ValueError(f"unknown workload {workload!r}; choose one of {WORKLOADS}")
-    params, cfg, schedule, meta = load_model()
-    plan = sampling.plan_for(workload, schedule, steps, eta)
-    labels = np.arange(batch) % cfg.classes
-    inputs = sampling.SamplingInputs.draw(labels, plan, seed)
-    with console.status("plaintext sampling from the same noise"):
-        plain = sampling.sample_plain(params, cfg, plan, inputs)
+        raise ValueError(f"unknown workload {workload!r}; choose one of {sorted(WORKLOADS)}")
+    opts = WorkloadOptions(steps=steps, batch=batch, seed=seed, eta=eta, scale=scale, breakdown=breakdown)
     out.mkdir(parents=True, exist_ok=True)
     with Session(network=network) as session, acts.use(activations) as mapping, Progress(console=console) as bar:
-        task = bar.add_task(f"secure {workload}, {activations} activations", total=len(plan))
-        secure = sampling.sample_secure(session, params, cfg, plan, inputs,
-                                        on_step=lambda i, s: bar.update(task, advance=1))
-        kinds = None
-        if breakdown:
-            task = bar.add_task("cost by layer kind (each kind replayed alone)", total=len(layer_kinds.KINDS))
-            calls = layer_kinds.record_layers(sampling.step_function(cfg), *sampling.step_arguments(params, cfg, plan[0], inputs),
-                                              public=sampling.PUBLIC_STEP_ARGS)
-            measured = layer_kinds.measure_kinds(session, calls, seed=seed, on_kind=lambda k: bar.advance(task))
-            kinds = layer_kinds.with_other(measured, secure.per_step[0])
+        task = bar.add_task(f"secure {workload}, {activations} activations, {steps} steps", total=steps)
+        done = run_workload(workload, session, opts, on_step=lambda i, s: bar.update(task, advance=1))
         described = session.describe()
     result = {
         "workload": workload, "steps": steps, "batch": batch, "activations": activations, "mapping": mapping,
-        "network": described["network"], "seed": seed, "model": meta.get("parameters"),
-        "compile_s": secure.compile_s, "per_step": secure.per_step, "total": secure.total,
-        "breakdown_step0": kinds,
-        "quality": {
-            "psnr_db": [quality.psnr(secure.images[i], plain[i]) for i in range(batch)],
-            "max_abs_error": float(np.abs(secure.images - plain).max()),
-            "accuracy_secure": quality.accuracy(secure.images, labels),
-            "accuracy_plain": quality.accuracy(plain, labels),
-        },
+        "network": described["network"], "seed": seed, "model": done.info,
+        "compile_s": done.compile_s, "per_step": done.per_step, "total": done.total,
+        "breakdown_step0": done.breakdown, "quality": done.quality,
     }
-    save_grid({"plaintext": plain, f"secure ({activations})": secure.images}, out / f"{workload}-{activations}.png")
-    (out / f"{workload}-{activations}.json").write_text(json.dumps(result, indent=1, default=str))
+    stem = f"{workload}-{activations}"
+    if workload.endswith("mnist"):
+        save_grid({"plaintext": done.plain, f"secure ({activations})": done.secure}, out / f"{stem}.png")
+    else:  # latents: show channel 0 of each, scaled to their range
+        peak = float(np.abs(done.plain).max()) or 1.0
+        first = lambda v: np.moveaxis(v, 1, -1)[..., :1] / peak  # noqa: E731
+        save_grid({"plaintext latent": first(done.plain), f"secure ({activations})": first(done.secure)},
+                  out / f"{stem}.png")
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1, default=str))
     table = Table(title=f"{workload}: {steps} steps, batch {batch}, {activations}, network {described['network'].get('profile')}")
-    for c in ("time s", "MB sent (3 ranks)", "send actions", "PSNR dB (min)", "max err", "acc secure", "acc plain"):
-        table.add_column(c, justify="right")
     q, t = result["quality"], result["total"]
-    table.add_row(f"{t['time_s']:.1f}", f"{t['send_bytes'] / 1e6:.1f}", f"{t['send_actions']:,}",
-                  f"{min(q['psnr_db']):.1f}", f"{q['max_abs_error']:.3f}", f"{q['accuracy_secure']:.2f}",
-                  f"{q['accuracy_plain']:.2f}")
+    cols = {"time s": f"{t['time_s']:.1f}", "MB sent (3 ranks)": f"{t['send_bytes'] / 1e6:.1f}",
+            "send actions": f"{t['send_actions']:,}", "PSNR dB (min)": f"{min(q['psnr_db']):.1f}",
+            "max err": f"{q['max_abs_error']:.3f}"}
+    if "accuracy_secure" in q:
+        cols.update({"acc secure": f"{q['accuracy_secure']:.2f}", "acc plain": f"{q['accuracy_plain']:.2f}"})
+    for c in cols:
+        table.add_column(c, justify="right")
+    table.add_row(*cols.values())
     console.print(table)
-    if kinds:
-        console.print(kinds_table(kinds, "cost of step 1 by layer kind"))
-    console.print(f"wrote {out}/{workload}-{activations}.png and .json")
+    if done.breakdown:
+        console.print(kinds_table(done.breakdown, "cost of step 1 by layer kind"))
+    console.print(f"wrote {out}/{stem}.png and .json")
     return result

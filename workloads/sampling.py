@@ -119,7 +119,12 @@ def sample_secure(session, params, cfg: UNetConfig, steps: list[StepCoefficients
 
 
 def plan_for(workload: str, schedule: Schedule, steps: int, eta: float = 0.0) -> list[StepCoefficients]:
-    sampler = {"ddpm-mnist": "ddpm", "ddim-mnist": "ddim"}.get(workload)
-    if sampler is None:
-        raise ValueError(f"unknown MNIST workload {workload!r}; choose ddpm-mnist or ddim-mnist")
-    return diffusion.plan(sampler, schedule, steps, eta)
+    """The public plan of an MNIST workload. DDPM with fewer steps than its schedule samples
+    ancestrally on an evenly strided subsequence (DDIM with eta = 1 is DDPM's posterior there)."""
+    if workload == "ddpm-mnist":
+        if steps == schedule.steps:
+            return diffusion.plan("ddpm", schedule, steps)
+        return diffusion.plan("ddim", schedule, steps, eta=1.0)
+    if workload == "ddim-mnist":
+        return diffusion.plan("ddim", schedule, steps, eta)
+    raise ValueError(f"unknown MNIST workload {workload!r}; choose ddpm-mnist or ddim-mnist")

@@ -1,0 +1,126 @@
+"""`raympc bench sd-scale`: measure the SD U-Net's secure step at small scales, fit the per-kind
+cost model, check it on a held-out scale, and extrapolate to full SD v1 (see workloads.extrapolate)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from .output import pyplot, write_results
+
+
+def measure_scale(session, name: str, activations: str, seed: int = 0):
+    """One secure step of the SD U-Net at scale `name`, and the same step replayed kind by kind."""
+    import raympc.activations as acts
+    from raympc import Public, Secret
+    from workloads import breakdown, extrapolate, sd_unet
+
+    s = sd_unet.scale(name)
+    params = sd_unet.init_params(s, seed)
+    args = sd_unet.step_arguments(s, params, seed=seed)
+    step = sd_unet.step_function(s)
+    with acts.use(activations):
+        calls = breakdown.record_layers(step, *args, public=sd_unet.PUBLIC_STEP_ARGS)
+        run = session.run(step, Secret(args[0], owner="model"), *args[1:4], Public(args[4]), Public(args[5]),
+                          reveal_to=None)
+        m = run.metrics
+        total = {"time_s": m.wall_time_s, "send_bytes": m.send_bytes, "send_actions": m.send_actions}
+        session.free(run.outputs)
+        kinds = breakdown.with_other(breakdown.measure_kinds(session, calls, seed=seed), total)
+    return extrapolate.Measurement(name, extrapolate.kind_sizes(calls), kinds, total,
+                                   {"scale": s.describe(), "parameters": sd_unet.count_params(params),
+                                    "activations": activations})
+
+
+def abstract_sizes(name: str, activations: str) -> tuple[dict, int]:
+    """Layer sizes of a scale from an abstract trace (nothing allocated): for sizes that cannot run."""
+    import raympc.activations as acts
+    from workloads import breakdown, extrapolate, sd_unet
+
+    s = sd_unet.scale(name)
+    params = sd_unet.abstract_params(s)
+    with acts.use(activations):
+        calls = breakdown.record_layers(sd_unet.step_function(s), *sd_unet.step_arguments(s, params),
+                                        public=sd_unet.PUBLIC_STEP_ARGS)
+    return extrapolate.kind_sizes(calls), sd_unet.count_params(params)
+
+
+def bench_sd_scale(fit: tuple[str, ...] = ("tiny", "small", "medium"), holdout: tuple[str, ...] = ("wide",),
+                   target: str = "sd-v1", activations: str = "raympc", out: Path | None = Path("runs/bench"),
+                   console: Console | None = None) -> dict:
+    from raympc import Session
+    from workloads import extrapolate
+
+    console = console or Console()
+    cache = out / f"sd-scale-{activations}.measurements.jsonl" if out else None
+    done: dict[str, extrapolate.Measurement] = {}
+    if cache is not None and cache.exists():
+        for line in cache.read_text().splitlines():
+            m = extrapolate.Measurement.from_dict(json.loads(line))
+            done[m.name] = m
+    todo = [n for n in (*fit, *holdout) if n not in done]
+    if todo:
+        with Session() as session, Progress(console=console) as bar:
+            task = bar.add_task(f"secure SD U-Net steps ({activations})", total=len(todo))
+            for name in todo:
+                bar.update(task, description=f"scale {name}: step and per-kind replay")
+                done[name] = measure_scale(session, name, activations)
+                if cache is not None:
+                    cache.parent.mkdir(parents=True, exist_ok=True)
+                    with cache.open("a") as f:
+                        f.write(json.dumps(done[name].to_dict()) + "\n")
+                bar.advance(task)
+    model = extrapolate.CostModel.fit([done[n] for n in fit])
+    checks = {n: {"predicted": model.predict(done[n].sizes), "measured": done[n].to_dict(),
+                  "relative_error": extrapolate.relative_errors(model.predict(done[n].sizes), done[n])}
+              for n in holdout}
+    sizes, params = abstract_sizes(target, activations)
+    result = {"activations": activations, "model": model.to_dict(),
+              "measured": {n: done[n].to_dict() for n in (*fit, *holdout)}, "holdout": checks,
+              "target": {"name": target, "parameters": params, "sizes": sizes, "predicted": model.predict(sizes)}}
+
+    table = Table(title=f"SD U-Net secure step, {activations} activations: measured, and predicted from {', '.join(fit)}")
+    for c in ("scale", "params", "MB measured", "MB predicted", "err", "actions meas.", "actions pred.", "err",
+              "time s meas.", "time s pred.", "err"):
+        table.add_column(c, justify="right")
+    for n in (*fit, *holdout):
+        p, m = model.predict(done[n].sizes)["total"], done[n].total
+        e = {k: (p[k] - m[k]) / m[k] for k in extrapolate.METRICS}
+        table.add_row(n + (" (held out)" if n in holdout else ""), f"{done[n].info.get('parameters', 0):,}",
+                      f"{m['send_bytes'] / 1e6:.1f}", f"{p['send_bytes'] / 1e6:.1f}", f"{e['send_bytes']:+.1%}",
+                      f"{m['send_actions']:,}", f"{p['send_actions']:,.0f}", f"{e['send_actions']:+.1%}",
+                      f"{m['time_s']:.1f}", f"{p['time_s']:.1f}", f"{e['time_s']:+.1%}")
+    t = result["target"]["predicted"]["total"]
+    table.add_row(f"{target} (extrapolated)", f"{params:,}", "", f"{t['send_bytes'] / 1e6:,.0f}", "", "",
+                  f"{t['send_actions']:,.0f}", "", "", f"{t['time_s']:,.0f}", "", style="bold")
+    console.print(table)
+
+    def plot(path: Path) -> None:
+        plt = pyplot()
+        kinds = [*extrapolate.KINDS, "other"]
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for name in holdout:
+            meas = [done[name].kinds[k]["send_bytes"] / 1e6 for k in kinds]
+            pred = [checks[name]["predicted"][k]["send_bytes"] / 1e6 for k in kinds]
+            xs = range(len(kinds))
+            axes[0].bar([x - 0.2 for x in xs], meas, 0.4, label=f"{name} measured")
+            axes[0].bar([x + 0.2 for x in xs], pred, 0.4, label=f"{name} predicted")
+            axes[0].set_xticks(list(xs), kinds, rotation=20)
+        axes[0].set_ylabel("MB sent (3 ranks)")
+        axes[0].set_title("held-out scale: per kind")
+        axes[0].legend()
+        tp = result["target"]["predicted"]
+        axes[1].bar(kinds, [tp[k]["send_bytes"] / 1e9 for k in kinds])
+        axes[1].set_ylabel("GB sent (3 ranks)")
+        axes[1].set_title(f"{target}: one step, extrapolated")
+        axes[1].tick_params(axis="x", rotation=20)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+    write_results(out, f"sd-scale-{activations}", result, console, plot)
+    return result

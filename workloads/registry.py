@@ -1,0 +1,163 @@
+"""The workloads `raympc sample` and `raympc sweep` can run, by name.
+
+Each runs secure sampling on a session next to plaintext sampling from the same secret inputs and
+returns one plain dict: per-step and total cost, the cost by layer kind (optional, about one more
+step), and quality against plaintext.
+
+- `ddim-mnist`, `ddpm-mnist`: the shipped class-conditional MNIST U-Net. DDPM with fewer steps
+  than its 1000-step schedule samples ancestrally on an evenly strided subsequence (DDIM with
+  eta = 1, which is DDPM's posterior on that subsequence).
+- `tiny-mnist`: a tiny random U-Net without attention on the same sampler (tests and CI; no
+  classifier scores).
+- `sd-unet`: diffusers' Stable Diffusion U-Net at a named scale (`sd_unet.SCALES`), random
+  weights, secret latent and text embedding, DDIM.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+OnStep = Callable[[int, dict], None]
+
+
+@dataclass(frozen=True)
+class WorkloadOptions:
+    steps: int = 2
+    batch: int = 1
+    seed: int = 0
+    eta: float = 0.0
+    scale: str = "tiny"  # sd-unet only
+    breakdown: bool = True
+
+
+@dataclass
+class WorkloadResult:
+    per_step: list[dict]
+    compile_s: float
+    breakdown: dict[str, dict] | None
+    quality: dict[str, Any]
+    secure: np.ndarray
+    plain: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total(self) -> dict[str, float]:
+        return {k: sum(s[k] for s in self.per_step) for k in ("time_s", "send_bytes", "send_actions")}
+
+
+def _kinds(session, step_fn, args: tuple, public: tuple[int, ...], first_step: dict, seed: int) -> dict:
+    from . import breakdown
+
+    calls = breakdown.record_layers(step_fn, *args, public=public)
+    return breakdown.with_other(breakdown.measure_kinds(session, calls, seed=seed), first_step)
+
+
+def _closeness(secure: np.ndarray, plain: np.ndarray) -> dict[str, Any]:
+    from . import quality
+
+    return {"psnr_db": [quality.psnr(secure[i], plain[i]) for i in range(len(secure))],
+            "max_abs_error": float(np.abs(secure - plain).max())}
+
+
+def _run_mnist(session, opts: WorkloadOptions, on_step: OnStep | None, sampler: str, tiny: bool) -> WorkloadResult:
+    from . import quality, sampling
+    from .diffusion import Schedule
+    from .unet import UNetConfig, count_params, init_params
+
+    if tiny:
+        cfg = UNetConfig(channels=8, multipliers=(1, 2), attention_at=(), time_features=8, embedding=16, groups=4)
+        params = init_params(cfg, seed=1)[1]
+        schedule, info = Schedule(steps=100), {"model": "tiny random U-Net"}
+    else:
+        from .run_sample import load_model
+
+        params, cfg, schedule, meta = load_model()
+        info = {"model": "shipped ddpm-mnist weights"}
+    info["parameters"] = count_params(params)
+    plan = sampling.plan_for(sampler, schedule, opts.steps, opts.eta)
+    labels = np.arange(opts.batch) % cfg.classes
+    inputs = sampling.SamplingInputs.draw(labels, plan, opts.seed)
+    plain = sampling.sample_plain(params, cfg, plan, inputs)
+    run = sampling.sample_secure(session, params, cfg, plan, inputs, on_step=on_step)
+    kinds = None
+    if opts.breakdown:
+        kinds = _kinds(session, sampling.step_function(cfg), sampling.step_arguments(params, cfg, plan[0], inputs),
+                       sampling.PUBLIC_STEP_ARGS, run.per_step[0], opts.seed)
+    q = _closeness(run.images, plain)
+    if not tiny:
+        q.update(accuracy_secure=quality.accuracy(run.images, labels), accuracy_plain=quality.accuracy(plain, labels))
+    return WorkloadResult(run.per_step, run.compile_s, kinds, q, run.images, plain, info)
+
+
+def _run_sd(session, opts: WorkloadOptions, on_step: OnStep | None) -> WorkloadResult:
+    import jax
+
+    from raympc import Public, Secret
+
+    from . import sd_unet
+    from .diffusion import Schedule, plan
+
+    s = sd_unet.scale(opts.scale)
+    params = sd_unet.init_params(s, opts.seed)
+    steps = plan("ddim", Schedule(), opts.steps, opts.eta)
+    base = sd_unet.step_arguments(s, params, batch=opts.batch, seed=opts.seed)
+    latent, text = base[1], base[2]
+    rng = np.random.default_rng(opts.seed + 1)
+    noises = [rng.standard_normal(latent.shape).astype(np.float32) if c.c else np.zeros_like(latent) for c in steps]
+
+    def public(c):
+        return np.full((opts.batch,), c.t, np.int32), np.asarray([c.a, c.b, c.c], np.float32)
+
+    step = sd_unet.step_function(s)
+    jitted = jax.jit(step)
+    plain = latent
+    for c, z in zip(steps, noises):
+        plain = np.asarray(jitted(params, plain, text, z, *public(c)))
+    w, y = Secret(params, owner="model"), Secret(text, owner="user")
+    start = time.perf_counter()
+    fn = session.compile(step, w, Secret(latent, owner="user"), y, Secret(noises[0], owner="user"),
+                         *(Public(v) for v in public(steps[0])))
+    compile_s = time.perf_counter() - start
+    x: Any = Secret(latent, owner="user")
+    per_step = []
+    for i, (c, z) in enumerate(zip(steps, noises)):
+        last = i == len(steps) - 1
+        r = fn(w, x, y, Secret(z, owner="user"), *(Public(v) for v in public(c)), reveal_to="user" if last else None)
+        m = r.metrics
+        stats = {"step": i, "t": c.t, "time_s": m.wall_time_s, "send_bytes": m.send_bytes,
+                 "send_actions": m.send_actions}
+        per_step.append(stats)
+        if on_step is not None:
+            on_step(i, stats)
+        x = r.outputs
+    secure = np.asarray(x)
+    kinds = None
+    if opts.breakdown:
+        args = (params, latent, text, noises[0], *public(steps[0]))
+        kinds = _kinds(session, step, args, sd_unet.PUBLIC_STEP_ARGS, per_step[0], opts.seed)
+    # latents are not images in [-1, 1]: PSNR over their own range
+    peak = float(np.ptp(plain)) or 1.0
+    mse = float(np.mean((secure - plain) ** 2))
+    quality = {"max_abs_error": float(np.abs(secure - plain).max()),
+               "psnr_db": [float("inf") if mse == 0 else float(10 * np.log10(peak ** 2 / mse))]}
+    info = {"model": f"SD U-Net, scale {opts.scale}, random weights", "parameters": sd_unet.count_params(params),
+            "scale": s.describe()}
+    return WorkloadResult(per_step, compile_s, kinds, quality, secure, plain, info)
+
+
+WORKLOADS: dict[str, Callable[..., WorkloadResult]] = {
+    "ddim-mnist": lambda session, opts, on_step=None: _run_mnist(session, opts, on_step, "ddim-mnist", tiny=False),
+    "ddpm-mnist": lambda session, opts, on_step=None: _run_mnist(session, opts, on_step, "ddpm-mnist", tiny=False),
+    "tiny-mnist": lambda session, opts, on_step=None: _run_mnist(session, opts, on_step, "ddim-mnist", tiny=True),
+    "sd-unet": _run_sd,
+}
+
+
+def run_workload(name: str, session, opts: WorkloadOptions, on_step: OnStep | None = None) -> WorkloadResult:
+    if name not in WORKLOADS:
+        raise ValueError(f"unknown workload {name!r}; choose one of {sorted(WORKLOADS)}")
+    return WORKLOADS[name](session, opts, on_step)
