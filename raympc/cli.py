@@ -71,6 +71,26 @@ def _cmd_bench_sd_scale(args: argparse.Namespace) -> None:
                    activations=args.activations, out=args.out, console=make_console())
 
 
+def _cmd_sweep(args: argparse.Namespace) -> None:
+    from .sweeps.runner import run_sweep
+
+    console = make_console()
+    s = run_sweep(args.spec, args.out, address=args.address, parallel=args.parallel,
+                  retry_failed=args.retry_failed, console=console)
+    line = f"{s.points} points: {s.skipped} already done, {s.ran} ran, {s.failed} failed"
+    if s.ran:
+        line += f"; wall {s.wall_s:.1f} s for {s.busy_s:.1f} s of point time"
+    console.print(line)
+    for path in s.tables:
+        console.print(f"wrote {path}")
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from .predict_command import run_predict
+
+    run_predict(args.run, args.network, point=args.point, calibration=args.calibration, console=make_console())
+
+
 def _cmd_fit(args: argparse.Namespace) -> None:
     from .activations.fit_command import run_fit
 
@@ -272,6 +292,22 @@ def build_parser() -> argparse.ArgumentParser:
     ns_reset.add_argument("--address", default=None,
                           help="reset every node of this Ray cluster (e.g. auto, emulated) instead of this host")
     ns.set_defaults(func=_cmd_netsim)
+
+    sw = sub.add_parser("sweep", help="run a grid of experiments from a YAML spec (resumable)")
+    sw.add_argument("spec", type=Path, help="sweep spec (see workloads/specs/)")
+    sw.add_argument("--out", type=Path, required=True, help="results directory (rerun to resume)")
+    sw.add_argument("--address", default=None, help="Ray cluster: 'auto', HOST:PORT or 'emulated' (default: embedded)")
+    sw.add_argument("--parallel", type=int, default=None,
+                    help="points at once (embedded Ray: sizes it for that many; cluster: a cap)")
+    sw.add_argument("--retry-failed", action="store_true", help="run failed points again")
+    sw.set_defaults(func=_cmd_sweep)
+
+    pr = sub.add_parser("predict", help="predict a measured run's time under another network profile")
+    pr.add_argument("run", type=Path, help="a `raympc sample` JSON, or a sweep results directory")
+    pr.add_argument("--network", required=True, action="append", help="profile(s) to predict for (repeatable)")
+    pr.add_argument("--point", default=None, help="sweep point id (when RUN is a sweep directory)")
+    pr.add_argument("--calibration", type=Path, default=None, help="calibration JSON (default: the shipped one)")
+    pr.set_defaults(func=_cmd_predict)
 
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)

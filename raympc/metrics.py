@@ -125,6 +125,19 @@ class RunMetrics:
     def send_actions(self) -> int:
         return sum(r.send_actions for r in self.ranks)
 
+    @property
+    def max_rank_send_bytes(self) -> int:
+        return max((r.send_bytes for r in self.ranks), default=0)
+
+    @property
+    def max_rank_send_actions(self) -> int:
+        return max((r.send_actions for r in self.ranks), default=0)
+
+    def cost(self) -> dict[str, float]:
+        """The figures a run's cost is summarised by (all ranks, and the busiest rank)."""
+        return {"time_s": self.wall_time_s, "send_bytes": self.send_bytes, "send_actions": self.send_actions,
+                "max_rank_send_bytes": self.max_rank_send_bytes, "max_rank_send_actions": self.max_rank_send_actions}
+
     def ops(self, level: str = "hal") -> dict[str, OpStat]:
         """Per-op figures at one level, summed over ranks."""
         total: dict[str, OpStat] = {}

@@ -87,7 +87,7 @@ class Session:
         parties: int = 3,
         spu_config: SpuConfig | None = None,
         link: LinkConfig | None = None,
-        placement: str = "local",
+        placement: "str | Placement" = "local",
         party_specs: PartySpec | Sequence[PartySpec] | None = None,
         address: str | None = None,
         owners: Sequence[str] = DEFAULT_OWNERS,
@@ -105,7 +105,10 @@ class Session:
             raise ConfigError(f"{len(self.party_specs)} party specs given for {self.parties} parties")
         if self.link_config.ports is not None and len(self.link_config.ports) != self.parties:
             raise ConfigError(f"{len(self.link_config.ports)} link ports given for {self.parties} parties")
-        self.placement_name = placement
+        # A Placement made by the caller (a sweep reserving a point's resources) is used as is
+        # and released by the caller.
+        self._given_placement = placement if isinstance(placement, Placement) else None
+        self.placement_name = placement.describe if isinstance(placement, Placement) else placement
         self.address = address
         try:
             self.network = netsim.resolve(network)
@@ -149,7 +152,7 @@ class Session:
             raise SessionClosedError("a closed session cannot be reopened; create a new one")
         try:
             self._ray = start_or_join(self.address)
-            self._placement = place(self.placement_name, self.party_specs)
+            self._placement = self._given_placement or place(self.placement_name, self.party_specs)
             self._start_actors()
             self._connect()
             if self._ray.temp_dir:  # an embedded Ray we own: note its workers and our workdir too
@@ -231,7 +234,7 @@ class Session:
         self._actors = []
         if self._shaping is not None:
             self._shaping.close()
-        if self._placement is not None:
+        if self._placement is not None and self._placement is not self._given_placement:
             try:
                 self._placement.release()
             except Exception:  # noqa: BLE001
@@ -413,6 +416,16 @@ class Session:
         wire = sum(v["bytes"] for v in per_link.values())
         return {"per_link": per_link, "wire_bytes": wire, "spu_send_bytes": spu_bytes,
                 "wire_vs_spu": (wire - spu_bytes) / spu_bytes if spu_bytes else None}
+
+    def wire_report(self) -> dict[str, Any] | None:
+        """Wire bytes the shaper counted over the whole session next to SPU's own count of every
+        run (None without a shaper)."""
+        if self._shaping is None or self.metrics is None:
+            return None
+        counters = self._shaping.counters()
+        wire = sum(v["bytes"] for v in counters.values())
+        spu = self.metrics.send_bytes
+        return {"wire_bytes": wire, "spu_send_bytes": spu, "wire_vs_spu": (wire - spu) / spu if spu else None}
 
     def cut_link(self, src: int, dst: int) -> None:
         """Fault injection: cut the relayed link src -> dst (connections dropped, reconnects refused).

@@ -128,8 +128,7 @@ def _run_sd(session, opts: WorkloadOptions, on_step: OnStep | None) -> WorkloadR
         last = i == len(steps) - 1
         r = fn(w, x, y, Secret(z, owner="user"), *(Public(v) for v in public(c)), reveal_to="user" if last else None)
         m = r.metrics
-        stats = {"step": i, "t": c.t, "time_s": m.wall_time_s, "send_bytes": m.send_bytes,
-                 "send_actions": m.send_actions}
+        stats = {"step": i, "t": c.t, **m.cost()}
         per_step.append(stats)
         if on_step is not None:
             on_step(i, stats)

@@ -108,8 +108,7 @@ def sample_secure(session, params, cfg: UNetConfig, steps: list[StepCoefficients
         last = i == len(steps) - 1
         result = fn(w, x, y, Secret(noise, owner="user"), Public(tf), Public(abc), reveal_to="user" if last else None)
         m = result.metrics
-        stats = {"step": i, "t": coeff.t, "time_s": m.wall_time_s, "send_bytes": m.send_bytes,
-                 "send_actions": m.send_actions, "hlo_ops": {k: v.send_bytes for k, v in m.ops("hlo").items()}}
+        stats = {"step": i, "t": coeff.t, **m.cost(), "hlo_ops": {k: v.send_bytes for k, v in m.ops("hlo").items()}}
         run.per_step.append(stats)
         if on_step is not None:
             on_step(i, stats)

@@ -1,0 +1,122 @@
+"""Analytic network model: a secure run's time under any network profile, from one measured run.
+
+    time = compute + rounds x one-way delay + link bytes / rate + per-message relay overhead
+
+What the measured run gives: per rank, SPU's send bytes and send actions (messages). Send actions
+are not rounds. In ABY3 a dependent round has every party send to its next neighbour at the same
+time (resharing a product, a truncation, a comparison layer), so each round costs one one-way delay
+and about one action per rank; some rounds send to both neighbours (opening a value), and parties
+send while others wait. So the busiest rank's actions bound the rounds from above, and the model
+counts `rounds = a x max-rank actions` with `a` (<= 1) calibrated. Bytes: each directed link is
+shaped on its own, and a rank sends most of its traffic to one neighbour, so the busiest link
+carries `b x max-rank bytes`, `b` calibrated (between 0.5 and 1). The shaping relay adds a fixed
+cost per message, `g x max-rank actions`. `compute` is the run's time with no shaping; from a run
+that was itself shaped, it is that time minus the model's network time for its own profile.
+
+`Calibration.fit` finds a, b, g by least squares from runs of the same program under several
+profiles; `raympc bench netmodel` measures them and checks the prediction on profiles it was not
+fitted on. Shipped constants (`DEFAULT`) come from that bench on this project's CI machine.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from netsim import NetworkProfile, resolve
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """What the model needs from a measured run (one step, or a whole run: it is linear)."""
+
+    time_s: float
+    max_rank_send_bytes: float
+    max_rank_send_actions: float
+    network: str = "unshaped"  # the profile the run was measured under
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], network: str | None = None) -> "RunCost":
+        missing = [k for k in ("time_s", "max_rank_send_bytes", "max_rank_send_actions") if k not in d]
+        if missing:
+            raise ValueError(f"run figures lack {missing}; rerun with this raympc version "
+                             "(they are recorded per step since the analytic model landed)")
+        return cls(float(d["time_s"]), float(d["max_rank_send_bytes"]), float(d["max_rank_send_actions"]),
+                   network or d.get("network", "unshaped"))
+
+
+def _delay_rate(profile: NetworkProfile) -> tuple[float, float | None]:
+    """One-way delay (s) and rate (bit/s, None = unlimited) of the slowest directed link."""
+    links = [profile.default, *profile.links.values()] if getattr(profile, "links", None) else [profile.default]
+    delay = max(link.delay_s for link in links)
+    rates = [link.rate_bps for link in links if link.rate_bps]
+    return delay, (min(rates) if rates else None)
+
+
+@dataclass
+class Calibration:
+    rounds_per_action: float = 1.0  # a
+    link_share_of_bytes: float = 1.0  # b
+    overhead_per_action_s: float = 0.0  # g
+    fitted_on: list[str] = field(default_factory=list)
+    note: str = ""
+
+    def network_time(self, cost: RunCost, profile: NetworkProfile) -> dict[str, float]:
+        if not profile.shaped:
+            return {"latency_s": 0.0, "bandwidth_s": 0.0, "overhead_s": 0.0}
+        delay, rate = _delay_rate(profile)
+        return {
+            "latency_s": self.rounds_per_action * cost.max_rank_send_actions * delay,
+            "bandwidth_s": self.link_share_of_bytes * cost.max_rank_send_bytes * 8 / rate if rate else 0.0,
+            "overhead_s": self.overhead_per_action_s * cost.max_rank_send_actions,
+        }
+
+    def predict(self, cost: RunCost, network: "str | NetworkProfile") -> dict[str, float]:
+        """Predicted time of `cost`'s run under `network`, with its parts."""
+        target = resolve(network)
+        own = self.network_time(cost, resolve(cost.network))
+        compute = max(cost.time_s - sum(own.values()), 0.0)
+        parts = self.network_time(cost, target)
+        return {"time_s": compute + sum(parts.values()), "compute_s": compute, **parts,
+                "network": target.name}
+
+    @classmethod
+    def fit(cls, samples: Iterable[tuple[RunCost, str, float]], note: str = "") -> "Calibration":
+        """Least squares over (unshaped run, profile, measured time under that profile)."""
+        rows, target, names = [], [], []
+        for cost, network, measured in samples:
+            profile = resolve(network)
+            delay, rate = _delay_rate(profile)
+            if cost.network not in ("unshaped", None) and resolve(cost.network).shaped:
+                raise ValueError("calibrate from runs measured without shaping")
+            rows.append([cost.max_rank_send_actions * delay,
+                         cost.max_rank_send_bytes * 8 / rate if rate else 0.0,
+                         cost.max_rank_send_actions])
+            target.append(measured - cost.time_s)
+            names.append(profile.name)
+        if len(rows) < 3:
+            raise ValueError("calibration needs runs under at least three shaped profiles")
+        from scipy.optimize import nnls
+
+        a = np.asarray(rows)
+        scale = np.where(a.max(axis=0) > 0, a.max(axis=0), 1.0)
+        coef, _ = nnls(a / scale, np.asarray(target))
+        coef = coef / scale
+        return cls(float(coef[0]), float(coef[1]), float(coef[2]), sorted(set(names)), note)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "Calibration":
+        path = path or DEFAULT_PATH
+        if not path.exists():
+            return cls(note="uncalibrated: a = b = 1, g = 0")
+        return cls(**json.loads(path.read_text()))
+
+
+DEFAULT_PATH = Path(__file__).with_name("netmodel_calibration.json")

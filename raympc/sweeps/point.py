@@ -1,0 +1,112 @@
+"""One sweep point, run inside its own Ray task: its own session (parties, ports, shaped links)
+in the placement group the sweep reserved for it, and one result row.
+
+Shaped points also run one step unshaped (a second session on the same reservation) and store
+the analytic model's prediction for the shaped run next to the measurement.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import time
+import traceback
+from typing import Any
+
+from .spec import PointParams
+
+# bundle 0 of a packed point's group is the point's own task (its driver and relays)
+DRIVER_BUNDLE = 0
+
+
+def party_placement(params: PointParams, group) -> "Placement":  # noqa: F821
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    from ..placement import Placement
+
+    first = 1 if params.placement == "pack" else 0
+    options = [{"num_cpus": params.party_cpus, "num_gpus": 0, "resources": {},
+                "scheduling_strategy": PlacementGroupSchedulingStrategy(placement_group=group,
+                                                                        placement_group_bundle_index=first + i)}
+               for i in range(3)]
+    return Placement(options=options, group=None, describe=params.placement)
+
+
+def _session(params: PointParams, placement, network: str | None):
+    from .. import Session
+    from ..config import PartySpec, SpuConfig
+
+    return Session(spu_config=SpuConfig(protocol=params.protocol, field=params.field, exp_mode=params.exp_mode),
+                   placement=placement, party_specs=PartySpec(num_cpus=params.party_cpus), network=network,
+                   shaping=params.shaping)
+
+
+def _quality_columns(q: dict[str, Any]) -> dict[str, Any]:
+    out = {"psnr_db_min": min(q["psnr_db"]), "max_abs_error": q["max_abs_error"]}
+    for k in ("accuracy_secure", "accuracy_plain"):
+        if k in q:
+            out[k] = q[k]
+    return out
+
+
+def execute(params_dict: dict[str, Any], group, reporter=None) -> dict[str, Any]:
+    """Run one point; never raises: failures come back as a row with status 'error'."""
+    import ray
+
+    import netsim
+
+    from .. import activations as acts
+    from ..netmodel import Calibration, RunCost
+    from workloads.registry import WorkloadOptions, run_workload
+
+    params = PointParams(**params_dict)
+    started = time.time()
+    row: dict[str, Any] = {"point_id": params.point_id, **params.model_dump(), "profile": params.profile,
+                           "status": "error", "error": None, "started_at": started}
+    host = {"hostname": socket.gethostname(), "platform": platform.platform(), "python": platform.python_version(),
+            "cpus": os.cpu_count(), "ray_node": ray.get_runtime_context().get_node_id()[:12]}
+
+    def on_step(i: int, stats: dict) -> None:
+        if reporter is not None:
+            reporter.report.remote(params.point_id, i + 1, params.steps)
+
+    try:
+        opts = WorkloadOptions(steps=params.steps, batch=params.batch, seed=params.seed, eta=params.eta,
+                               scale=params.scale, breakdown=params.breakdown)
+        placement = party_placement(params, group)
+        with acts.use(params.activations), _session(params, placement, params.profile) as session:
+            result = run_workload(params.workload, session, opts, on_step)
+            described = session.describe()
+            wire = session.wire_report()
+        total = result.total
+        row.update(
+            status="ok", time_s=total["time_s"], send_bytes=total["send_bytes"], send_actions=total["send_actions"],
+            max_rank_send_bytes=sum(s["max_rank_send_bytes"] for s in result.per_step),
+            max_rank_send_actions=sum(s["max_rank_send_actions"] for s in result.per_step),
+            step_time_s=total["time_s"] / len(result.per_step), compile_s=result.compile_s,
+            per_step=[{k: s[k] for k in ("time_s", "send_bytes", "send_actions")} for s in result.per_step],
+            breakdown={k: {m: v[m] for m in ("send_bytes", "send_actions", "time_s")}
+                       for k, v in (result.breakdown or {}).items()} or None,
+            quality=_quality_columns(result.quality), model=result.info,
+            shaping={"backend": described["network"].get("backend"), "applied": described["network"],
+                     "wire": wire},
+            host={**host, "party_hosts": described["hosts"], "party_nodes": described["nodes"]},
+        )
+        if netsim.resolve(params.profile).shaped:
+            reference = WorkloadOptions(steps=1, batch=params.batch, seed=params.seed, eta=params.eta,
+                                        scale=params.scale, breakdown=False)
+            with acts.use(params.activations), _session(params, placement, None) as session:
+                ref = run_workload(params.workload, session, reference).per_step[0]
+            cost = RunCost.from_dict(ref, network="unshaped")
+            predicted = Calibration.load().predict(cost, params.profile)
+            row["reference_step"] = {k: ref[k] for k in ("time_s", "max_rank_send_bytes", "max_rank_send_actions")}
+            row["predicted"] = {k: v * params.steps if k.endswith("_s") else v for k, v in predicted.items()}
+            row["predicted_time_s"] = row["predicted"]["time_s"]
+            row["prediction_error"] = (row["predicted_time_s"] - row["time_s"]) / row["time_s"]
+    except Exception as exc:  # noqa: BLE001 - a failed point is a row, and the sweep goes on
+        row.update(status="error", error=f"{type(exc).__name__}: {exc}",
+                   traceback=traceback.format_exc(limit=8), host=host)
+    row["finished_at"] = time.time()
+    row["duration_s"] = row["finished_at"] - started
+    return row

@@ -1,0 +1,159 @@
+"""`raympc sweep SPEC --out DIR`: run every point of a spec on Ray, in parallel where the cluster
+has room, appending each finished point's row to the results before the next one is taken.
+
+Each point reserves its resources in a placement group of its own (packed: the point's task and
+its three parties on one node, so its relays and parties share a host; spread: one party per
+node), runs in a fresh worker process (activation swaps patch module globals, so points never
+share one), and gets its own session, ports and shaped links. Finished points are skipped on a
+rerun; failed points keep their error row unless `--retry-failed`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .spec import PointParams, expand, load_spec
+from .store import ResultStore
+
+DRIVER_CPUS = 1.0
+PG_TIMEOUT_S = 600.0
+
+
+@dataclass
+class SweepSummary:
+    out: Path
+    points: int
+    skipped: int
+    ran: int = 0
+    failed: int = 0
+    wall_s: float = 0.0
+    busy_s: float = 0.0  # sum of the points' own durations
+    tables: list[Path] = field(default_factory=list)
+
+
+def _bundles(p: PointParams) -> tuple[list[dict[str, float]], str]:
+    party = {"CPU": p.party_cpus}
+    if p.placement == "spread":
+        return [party] * 3, "STRICT_SPREAD"
+    return [{"CPU": DRIVER_CPUS}] + [party] * 3, "STRICT_PACK"
+
+
+def _progress_actor():
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class StepReporter:
+        """Points report their steps here; the driver polls it for the per-point bars."""
+
+        def __init__(self) -> None:
+            self.steps: dict[str, tuple[int, int]] = {}
+
+        def report(self, point_id: str, done: int, total: int) -> None:
+            self.steps[point_id] = (done, total)
+
+        def snapshot(self) -> dict[str, tuple[int, int]]:
+            return dict(self.steps)
+
+    return StepReporter.remote()
+
+
+def _label(p: PointParams) -> str:
+    parts = [p.workload + (f"/{p.scale}" if p.workload == "sd-unet" else ""), p.activations, p.profile]
+    if p.protocol != "aby3" or p.field != "fm64":
+        parts.append(f"{p.protocol}/{p.field}")
+    return " ".join(parts)
+
+
+def embedded_cpus(points: list[PointParams], parallel: int) -> int:
+    """Logical CPUs an embedded Ray needs to hold `parallel` of the largest points at once."""
+    need = max(sum(b["CPU"] for b in _bundles(p)[0]) for p in points)
+    return max(int(need * parallel + 0.999), 1)
+
+
+def run_sweep(spec_path: Path, out: Path, address: str | None = None, parallel: int | None = None,
+              retry_failed: bool = False, console: Console | None = None) -> SweepSummary:
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    from ..cluster import start_or_join
+    from .point import DRIVER_BUNDLE, execute
+
+    console = console or Console()
+    spec = load_spec(spec_path)
+    points = expand(spec)  # every problem in the spec is reported here, before anything runs
+    store = ResultStore(out).open()
+    shutil.copyfile(spec_path, Path(out) / "spec.yaml") if Path(spec_path).resolve() != (Path(out) / "spec.yaml").resolve() else None
+    statuses = store.statuses()
+    if retry_failed:
+        failed = {i for i, s in statuses.items() if s != "ok"}
+        store.drop(failed)
+        statuses = {i: s for i, s in statuses.items() if i not in failed}
+    todo = [p for p in points if p.point_id not in statuses]
+    summary = SweepSummary(Path(out), len(points), len(points) - len(todo))
+    if summary.skipped:
+        console.print(f"{summary.skipped} of {len(points)} points already in {store.path}; skipping them")
+    if not todo:
+        summary.tables = store.write_tables()
+        return summary
+
+    limit = parallel or len(todo)
+    handle = start_or_join(address, num_cpus=embedded_cpus(todo, parallel or 1) if address is None else None)
+    remote_execute = ray.remote(max_calls=1, max_retries=0)(execute)
+    pending: dict[Any, tuple[PointParams, Any, float]] = {}
+    queue = list(todo)
+    start = time.perf_counter()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        reporter = _progress_actor()
+        with Progress(*columns, console=console) as bar:
+            overall = bar.add_task(f"sweep {spec.name}", total=len(todo))
+            bars: dict[str, Any] = {}
+            while queue or pending:
+                while queue and len(pending) < limit:
+                    p = queue.pop(0)
+                    bundles, strategy = _bundles(p)
+                    group = placement_group(bundles, strategy=strategy)
+                    opts: dict[str, Any] = {"num_cpus": DRIVER_CPUS}
+                    if p.placement == "pack":
+                        opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                            placement_group=group, placement_group_bundle_index=DRIVER_BUNDLE)
+                    ref = remote_execute.options(**opts).remote(p.model_dump(), group, reporter)
+                    pending[ref] = (p, group, time.perf_counter())
+                    bars[p.point_id] = bar.add_task(f"  {_label(p)}", total=p.steps)
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                for point_id, (done, total) in ray.get(reporter.snapshot.remote()).items():
+                    if point_id in bars:
+                        bar.update(bars[point_id], completed=done, total=total)
+                for ref in ready:
+                    p, group, began = pending.pop(ref)
+                    try:
+                        row = ray.get(ref)
+                    except Exception as exc:  # noqa: BLE001 - the task itself died (OOM, node lost)
+                        row = {"point_id": p.point_id, **p.model_dump(), "profile": p.profile, "status": "error",
+                               "error": f"{type(exc).__name__}: {exc}", "duration_s": time.perf_counter() - began}
+                    row["sweep"] = spec.name
+                    store.append(row)
+                    remove_placement_group(group)
+                    summary.ran += 1
+                    summary.failed += row["status"] != "ok"
+                    summary.busy_s += row.get("duration_s", 0.0)
+                    bar.remove_task(bars.pop(p.point_id))
+                    bar.advance(overall)
+                    if row["status"] != "ok":
+                        console.print(f"[red]point {p.point_id} ({_label(p)}) failed:[/] {row['error']}")
+    finally:
+        for ref, (_, group, _) in pending.items():
+            ray.cancel(ref, force=True)
+            remove_placement_group(group)
+        handle.shutdown()
+    summary.wall_s = time.perf_counter() - start
+    summary.tables = store.write_tables()
+    return summary
