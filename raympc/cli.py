@@ -91,6 +91,25 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     run_predict(args.run, args.network, point=args.point, calibration=args.calibration, console=make_console())
 
 
+def _cmd_bench_netmodel(args: argparse.Namespace) -> None:
+    from .bench.netmodel import bench_netmodel
+
+    bench_netmodel(out=args.out, spec=args.spec, fit=tuple(args.fit.split(";")), install=args.install,
+                   console=make_console())
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from .report import build_report
+
+    build_report(args.dir, console=make_console())
+
+
+def _cmd_bench_sweep_scale(args: argparse.Namespace) -> None:
+    from .bench.sweep_scale import bench_sweep_scale
+
+    bench_sweep_scale(points=args.points, steps=args.steps, network=args.network, out=args.out, console=make_console())
+
+
 def _cmd_fit(args: argparse.Namespace) -> None:
     from .activations.fit_command import run_fit
 
@@ -309,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--calibration", type=Path, default=None, help="calibration JSON (default: the shipped one)")
     pr.set_defaults(func=_cmd_predict)
 
+    rp = sub.add_parser("report", help="Markdown report with figures from a sweep's results")
+    rp.add_argument("dir", type=Path, help="sweep results directory")
+    rp.set_defaults(func=_cmd_report)
+
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     rt = bench_sub.add_parser("runtime", help="Ray-hosted parties vs SPU's in-process simulation")
@@ -341,6 +364,20 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--out", type=Path, default=Path("runs/bench"),
                     help="results; measured scales are cached here and not re-run")
     sd.set_defaults(func=_cmd_bench_sd_scale)
+    from .bench.netmodel import FIT_PROFILES, SPEC
+
+    nm = bench_sub.add_parser("netmodel", help="calibrate the analytic network model and check it on held-out profiles")
+    nm.add_argument("--spec", type=Path, default=SPEC)
+    nm.add_argument("--fit", default=";".join(FIT_PROFILES), help="profiles to fit on, ';'-separated")
+    nm.add_argument("--install", action="store_true", help="make the fit the default calibration")
+    nm.add_argument("--out", type=Path, default=Path("runs/bench/netmodel"), help="sweep results (resumable)")
+    nm.set_defaults(func=_cmd_bench_netmodel)
+    ss = bench_sub.add_parser("sweep-scale", help="parallel efficiency of a sweep on a 3-node emulated cluster (root)")
+    ss.add_argument("--points", type=int, default=6)
+    ss.add_argument("--steps", type=int, default=2)
+    ss.add_argument("--network", default="wan")
+    ss.add_argument("--out", type=Path, default=Path("runs/bench/sweep-scale"))
+    ss.set_defaults(func=_cmd_bench_sweep_scale)
     return parser
 
 

@@ -90,6 +90,8 @@ def _run_mnist(session, opts: WorkloadOptions, on_step: OnStep | None, sampler: 
     q = _closeness(run.images, plain)
     if not tiny:
         q.update(accuracy_secure=quality.accuracy(run.images, labels), accuracy_plain=quality.accuracy(plain, labels))
+        if opts.batch >= 10:  # the proxy is biased at small counts: compare secure and plaintext of equal count
+            q.update(fid_proxy_secure=quality.fid_proxy(run.images), fid_proxy_plain=quality.fid_proxy(plain))
     return WorkloadResult(run.per_step, run.compile_s, kinds, q, run.images, plain, info)
 
 

@@ -44,7 +44,7 @@ def _session(params: PointParams, placement, network: str | None):
 
 def _quality_columns(q: dict[str, Any]) -> dict[str, Any]:
     out = {"psnr_db_min": min(q["psnr_db"]), "max_abs_error": q["max_abs_error"]}
-    for k in ("accuracy_secure", "accuracy_plain"):
+    for k in ("accuracy_secure", "accuracy_plain", "fid_proxy_secure", "fid_proxy_plain"):
         if k in q:
             out[k] = q[k]
     return out

@@ -71,6 +71,25 @@ def _label(p: PointParams) -> str:
     return " ".join(parts)
 
 
+def check_room(points: list[PointParams]) -> None:
+    """Fail before anything runs if some point's reservation can never fit this cluster."""
+    import ray
+
+    from ..errors import PlacementError
+
+    cpus = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"]]
+    for p in {(_bundles(p)[1], p.party_cpus): p for p in points}.values():
+        bundles, strategy = _bundles(p)
+        if strategy == "STRICT_PACK" and max(cpus, default=0) < sum(b["CPU"] for b in bundles):
+            raise PlacementError(
+                f"placement 'pack' needs one node with {sum(b['CPU'] for b in bundles):g} CPUs (the point's "
+                f"task and three parties with party_cpus {p.party_cpus:g}); the nodes have {cpus}. Lower "
+                "party_cpus, use placement 'spread', or add bigger nodes")
+        if strategy == "STRICT_SPREAD" and sum(c >= p.party_cpus for c in cpus) < 3:
+            raise PlacementError(f"placement 'spread' needs three nodes with {p.party_cpus:g} CPUs each; "
+                                 f"the nodes have {cpus}")
+
+
 def embedded_cpus(points: list[PointParams], parallel: int) -> int:
     """Logical CPUs an embedded Ray needs to hold `parallel` of the largest points at once."""
     need = max(sum(b["CPU"] for b in _bundles(p)[0]) for p in points)
@@ -106,6 +125,11 @@ def run_sweep(spec_path: Path, out: Path, address: str | None = None, parallel: 
 
     limit = parallel or len(todo)
     handle = start_or_join(address, num_cpus=embedded_cpus(todo, parallel or 1) if address is None else None)
+    try:
+        check_room(todo)
+    except BaseException:
+        handle.shutdown()
+        raise
     remote_execute = ray.remote(max_calls=1, max_retries=0)(execute)
     pending: dict[Any, tuple[PointParams, Any, float]] = {}
     queue = list(todo)
@@ -121,7 +145,8 @@ def run_sweep(spec_path: Path, out: Path, address: str | None = None, parallel: 
                     p = queue.pop(0)
                     bundles, strategy = _bundles(p)
                     group = placement_group(bundles, strategy=strategy)
-                    opts: dict[str, Any] = {"num_cpus": DRIVER_CPUS}
+                    # spread: the point's own task only waits on its parties; it needs no CPU of its own
+                    opts: dict[str, Any] = {"num_cpus": DRIVER_CPUS if p.placement == "pack" else 0}
                     if p.placement == "pack":
                         opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
                             placement_group=group, placement_group_bundle_index=DRIVER_BUNDLE)

@@ -4,9 +4,11 @@ field, batch, steps and placement, validated completely before anything runs.
     name: network-grid
     base: {workload: tiny-mnist, steps: 1}           # every point starts from these
     grid:                                            # cartesian product of the lists
-      activations: [spu-direct, raympc]
       rate: [100mbit, 1gbit]
       rtt: [10ms, 40ms]
+    variants:                                        # crossed with the grid: settings that go together
+      - {activations: spu-direct, exp_mode: pade}
+      - {activations: raympc}
     points:                                          # extra points, each over `base`
       - {workload: sd-unet, scale: tiny}
 
@@ -140,6 +142,7 @@ class SweepSpec(BaseModel):
     description: str = ""
     base: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
+    variants: list[dict[str, Any]] = Field(default_factory=list)
     points: list[dict[str, Any]] = Field(default_factory=list)
 
 
@@ -183,9 +186,11 @@ def expand(spec: SweepSpec) -> list[PointParams]:
     """Every point of the spec, validated; all problems reported at once, before anything runs."""
     errors: list[str] = []
     fields = set(PointParams.model_fields)
-    for key in [*spec.base, *spec.grid]:
-        if key not in fields:
-            errors.append(f"unknown field {key!r}; allowed fields: {sorted(fields)}")
+    for where, keys in (("base", spec.base), ("grid", spec.grid),
+                        *((f"variants[{i}]", v) for i, v in enumerate(spec.variants))):
+        for key in keys:
+            if key not in fields:
+                errors.append(f"{where}: unknown field {key!r}; allowed fields: {sorted(fields)}")
     for key, values in spec.grid.items():
         if not values:
             errors.append(f"grid.{key}: empty list")
@@ -194,8 +199,10 @@ def expand(spec: SweepSpec) -> list[PointParams]:
     raw_points: list[tuple[str, dict[str, Any]]] = []
     keys = list(spec.grid)
     for combo in itertools.product(*(spec.grid[k] for k in keys)):
-        raw_points.append((f"grid point {dict(zip(keys, combo))}", {**spec.base, **dict(zip(keys, combo))}))
-    if not spec.grid and not spec.points:
+        for variant in spec.variants or [{}]:
+            chosen = {**dict(zip(keys, combo)), **variant}
+            raw_points.append((f"grid point {chosen}", {**spec.base, **chosen}))
+    if not spec.grid and not spec.variants and not spec.points:
         raw_points.append(("base", dict(spec.base)))
     for i, p in enumerate(spec.points):
         raw_points.append((f"points[{i}]", {**spec.base, **p}))

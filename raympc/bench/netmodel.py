@@ -1,0 +1,100 @@
+"""`raympc bench netmodel`: calibrate the analytic network model and check it.
+
+Runs the sweep `workloads/specs/netmodel.yaml` (one workload under many shaped profiles; every
+shaped point also measures one unshaped reference step), fits the model's three constants on
+the profiles named in `fit`, and reports measured against predicted time on all the others.
+`--install` writes the calibration where `raympc predict` and sweeps read it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .output import pyplot, write_results
+
+SPEC = Path(__file__).resolve().parents[2] / "workloads" / "specs" / "netmodel.yaml"
+FIT_PROFILES = ("100mbit,1ms", "1gbit,10ms", "300mbit,5ms")
+
+
+def _samples(rows: list[dict]):
+    from ..netmodel import RunCost
+
+    for r in rows:
+        if r.get("status") != "ok" or "reference_step" not in r:
+            continue
+        cost = RunCost.from_dict(r["reference_step"], network="unshaped")
+        yield r, cost, r["profile"], r["time_s"] / r["steps"]
+
+
+def evaluate(rows: list[dict], fit_profiles: tuple[str, ...]) -> dict:
+    from ..netmodel import Calibration
+
+    samples = list(_samples(rows))
+    fit_on = [(c, p, t) for r, c, p, t in samples if p in fit_profiles]
+    calib = Calibration.fit(fit_on, note=f"fitted by raympc bench netmodel on {sorted(fit_profiles)}")
+    checks = []
+    for r, cost, profile, measured in samples:
+        pred = calib.predict(cost, profile)
+        checks.append({"profile": profile, "activations": r["activations"], "workload": r["workload"],
+                       "fitted": profile in fit_profiles, "measured_s": measured, "predicted_s": pred["time_s"],
+                       "error": (pred["time_s"] - measured) / measured, "parts": pred})
+    held = [c for c in checks if not c["fitted"]]
+    return {"calibration": calib.__dict__, "checks": checks,
+            "held_out_profiles": len({c["profile"] for c in held}),
+            "max_abs_error_held_out": max((abs(c["error"]) for c in held), default=None),
+            "mean_abs_error_held_out": sum(abs(c["error"]) for c in held) / len(held) if held else None}
+
+
+def bench_netmodel(out: Path = Path("runs/bench/netmodel"), spec: Path = SPEC, fit: tuple[str, ...] = FIT_PROFILES,
+                   install: bool = False, console: Console | None = None) -> dict:
+    from ..netmodel import DEFAULT_PATH, Calibration
+    from ..sweeps.runner import run_sweep
+    from ..sweeps.store import ResultStore
+
+    console = console or Console()
+    run_sweep(spec, out, parallel=1, console=console)  # one at a time: timings must not share cores
+    rows = ResultStore(out).rows()
+    result = evaluate(rows, fit)
+    table = Table(title="analytic network model: measured vs predicted step time")
+    for c in ("profile", "activations", "fitted", "measured s", "predicted s", "error", "compute", "latency",
+              "bandwidth", "overhead"):
+        table.add_column(c, justify="right")
+    for c in sorted(result["checks"], key=lambda c: (c["fitted"], c["profile"])):
+        p = c["parts"]
+        table.add_row(c["profile"], c["activations"], "fit" if c["fitted"] else "held out", f"{c['measured_s']:.2f}",
+                      f"{c['predicted_s']:.2f}", f"{c['error']:+.1%}", f"{p['compute_s']:.2f}", f"{p['latency_s']:.2f}",
+                      f"{p['bandwidth_s']:.2f}", f"{p['overhead_s']:.2f}")
+    console.print(table)
+    cal = result["calibration"]
+    console.print(f"rounds per send action a = {cal['rounds_per_action']:.3f}, busiest-link share of bytes "
+                  f"b = {cal['link_share_of_bytes']:.3f}, per-action overhead g = {cal['overhead_per_action_s'] * 1e6:.0f} us; "
+                  f"held-out profiles: {result['held_out_profiles']}, max |error| "
+                  f"{result['max_abs_error_held_out']:.1%}, mean {result['mean_abs_error_held_out']:.1%}")
+    if install:
+        Calibration(**cal).save(DEFAULT_PATH)
+        console.print(f"installed the calibration as {DEFAULT_PATH}")
+
+    def plot(path: Path) -> None:
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(5, 5))
+        for fitted, marker in ((True, "s"), (False, "o")):
+            pts = [c for c in result["checks"] if c["fitted"] == fitted]
+            ax.scatter([c["measured_s"] for c in pts], [c["predicted_s"] for c in pts], marker=marker,
+                       label="fitted on" if fitted else "held out")
+        top = max(max(c["measured_s"], c["predicted_s"]) for c in result["checks"]) * 1.05
+        ax.plot([0, top], [0, top], "k--", lw=0.8)
+        ax.plot([0, top], [0, top * 1.1], "k:", lw=0.6)
+        ax.plot([0, top], [0, top * 0.9], "k:", lw=0.6)
+        ax.set_xlabel("measured step time (s)")
+        ax.set_ylabel("predicted step time (s)")
+        ax.set_title("analytic network model (dotted: ±10%)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+    write_results(out, "netmodel", result, console, plot)
+    return result

@@ -1,0 +1,65 @@
+"""The analytic network model: calibration recovers known constants, predictions start from the
+run's own profile, and `raympc predict` reads sample JSON and sweep directories."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from netsim import resolve
+from raympc.netmodel import Calibration, RunCost
+
+TRUE = Calibration(rounds_per_action=0.6, link_share_of_bytes=0.7, overhead_per_action_s=2e-4)
+PROFILES = ["100mbit,1ms", "1gbit,10ms", "300mbit,5ms", "50mbit,20ms", "wan", "spu-wan", "lan"]
+
+
+def _measured(cost: RunCost, network: str) -> float:
+    return TRUE.predict(cost, network)["time_s"]
+
+
+def test_fit_recovers_the_constants_and_predicts_other_profiles():
+    costs = [RunCost(4.0, 15e6, 1300), RunCost(9.0, 40e6, 1900)]
+    samples = [(c, p, _measured(c, p)) for c in costs for p in PROFILES[:3]]
+    fitted = Calibration.fit(samples)
+    assert fitted.rounds_per_action == pytest.approx(0.6, rel=1e-6)
+    assert fitted.link_share_of_bytes == pytest.approx(0.7, rel=1e-6)
+    assert fitted.overhead_per_action_s == pytest.approx(2e-4, rel=1e-6)
+    for p in PROFILES[3:]:
+        assert fitted.predict(costs[0], p)["time_s"] == pytest.approx(_measured(costs[0], p), rel=1e-6)
+
+
+def test_prediction_from_a_shaped_run_removes_its_own_network_time_first():
+    unshaped = RunCost(4.0, 15e6, 1300)
+    wan_time = _measured(unshaped, "wan")
+    from_wan = RunCost(wan_time, 15e6, 1300, network="wan")
+    assert TRUE.predict(from_wan, "unshaped")["time_s"] == pytest.approx(4.0)
+    assert TRUE.predict(from_wan, "lan")["time_s"] == pytest.approx(_measured(unshaped, "lan"))
+    parts = TRUE.predict(unshaped, "wan")
+    assert parts["latency_s"] == pytest.approx(0.6 * 1300 * resolve("wan").default.delay_s)
+
+
+def test_calibration_needs_three_profiles_and_unshaped_runs():
+    c = RunCost(4.0, 15e6, 1300)
+    with pytest.raises(ValueError, match="three"):
+        Calibration.fit([(c, "wan", 10.0), (c, "lan", 5.0)])
+    with pytest.raises(ValueError, match="without shaping"):
+        Calibration.fit([(RunCost(4.0, 1, 1, network="wan"), p, 9.0) for p in PROFILES[:3]])
+    with pytest.raises(ValueError, match="max_rank_send_bytes"):
+        RunCost.from_dict({"time_s": 1.0})
+
+
+def test_predict_command_reads_a_sample_json(tmp_path):
+    run = {"workload": "ddim-mnist", "activations": "raympc", "network": {"profile": "unshaped"},
+           "per_step": [{"time_s": 4.0, "max_rank_send_bytes": 15e6, "max_rank_send_actions": 1300}] * 2}
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(run))
+    out = subprocess.run([sys.executable, "-m", "raympc.cli", "predict", str(path), "--network", "wan",
+                          "--network", "100mbit,40ms"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "wan" in out.stdout and "100mbit,40ms" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "raympc.cli", "predict", str(path), "--network", "fast"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "fast" in bad.stderr

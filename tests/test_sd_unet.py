@@ -1,0 +1,77 @@
+"""The Stable Diffusion U-Net: a tiny secure step matches plaintext; layer sizes come out of an
+abstract trace of full SD v1 without allocating it; the per-kind cost model fits and predicts."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+import raympc.activations as acts
+from raympc import Public, Secret
+from workloads import breakdown, extrapolate, sd_unet
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    s = sd_unet.scale("tiny")
+    params = sd_unet.init_params(s, seed=0)
+    return s, params, sd_unet.step_arguments(s, params, batch=1, seed=0)
+
+
+def test_secure_sd_step_matches_plaintext_and_its_kinds_cover_it(aby3, tiny):
+    s, params, args = tiny
+    step = sd_unet.step_function(s)
+    with acts.use("raympc"):
+        plain = np.asarray(jax.jit(step)(*args))
+        run = aby3.run(step, Secret(params, owner="model"), *args[1:4], Public(args[4]), Public(args[5]))
+        calls = breakdown.record_layers(step, *args, public=sd_unet.PUBLIC_STEP_ARGS)
+        kinds = breakdown.measure_kinds(aby3, calls)
+    assert run.outputs.shape == (1, 4, 8, 8)
+    assert np.abs(run.outputs - plain).max() < 0.02
+    layers = sum(v["send_bytes"] for v in kinds.values())
+    assert 0.97 * run.metrics.send_bytes <= layers <= run.metrics.send_bytes * 1.001
+    assert kinds["attention"]["calls"] > 0 and kinds["groupnorm"]["calls"] > 0
+
+
+def test_full_sd_v1_is_traced_without_allocating_it():
+    s = sd_unet.scale("sd-v1")
+    abstract = sd_unet.abstract_params(s)
+    params = sd_unet.count_params(abstract)
+    assert 855e6 < params < 865e6  # SD v1's U-Net: 859.5M parameters
+    with acts.use("raympc"):
+        calls = breakdown.record_layers(sd_unet.step_function(s), *sd_unet.step_arguments(s, abstract),
+                                        public=sd_unet.PUBLIC_STEP_ARGS)
+    sizes = extrapolate.kind_sizes(calls)
+    # 16 transformer blocks with one self- and one cross-attention each
+    assert sizes["attention"]["calls"] == 32
+    # the largest self-attention: 64x64 latent -> 4096 tokens, 8 heads, batch 1
+    assert max(c.features.get("scores", 0) for c in calls) == 8 * 4096 * 4096
+
+
+def _measurement(name: str, k: float) -> extrapolate.Measurement:
+    """Synthetic measurement whose costs are exactly linear in its sizes."""
+    sizes = {"conv/matmul": {"elements": 100 * k, "calls": 10},
+             "groupnorm": {"elements": 50 * k, "stats": 8 * k ** 0.5, "calls": 5},
+             "activation": {"elements": 60 * k, "calls": 6},
+             "attention": {"scores": 30 * k * k, "rows": 4 * k, "elements": 10 * k, "calls": 2}}
+    kinds = {"conv/matmul": {"send_bytes": 20 * 100 * k, "send_actions": 80, "time_s": 1.0},
+             "groupnorm": {"send_bytes": 24 * 50 * k + 900 * 8 * k ** 0.5, "send_actions": 1000, "time_s": 1.0},
+             "activation": {"send_bytes": 550 * 60 * k, "send_actions": 600, "time_s": 1.0},
+             "attention": {"send_bytes": 700 * 30 * k * k + 300 * 4 * k + 20 * 10 * k, "send_actions": 1400,
+                           "time_s": 1.0}}
+    layers = sum(v["send_bytes"] for v in kinds.values())
+    total = {"send_bytes": layers / 0.99, "send_actions": 3080 / 0.99, "time_s": 4.0 / 0.9}
+    kinds["other"] = {m: total[m] - sum(v[m] for v in kinds.values()) for m in extrapolate.METRICS}
+    return extrapolate.Measurement(name, sizes, kinds, total)
+
+
+def test_cost_model_recovers_linear_costs_and_predicts_a_held_out_scale():
+    fit = [_measurement(n, k) for n, k in (("a", 1.0), ("b", 3.0), ("c", 7.0), ("d", 12.0))]
+    model = extrapolate.CostModel.fit(fit)
+    held = _measurement("e", 40.0)
+    errors = extrapolate.relative_errors(model.predict(held.sizes), held)
+    assert abs(errors["total"]["send_bytes"]) < 1e-6
+    assert abs(errors["total"]["send_actions"]) < 1e-6
+    with pytest.raises(ValueError, match="at least two"):
+        extrapolate.CostModel.fit(fit[:1])
