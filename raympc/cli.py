@@ -249,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.set_defaults(func=_cmd_fit)
 
     sa = sub.add_parser("sample", help="secure diffusion sampling next to plaintext from the same noise")
-    sa.add_argument("--workload", choices=["ddim-mnist", "ddpm-mnist", "sd-unet", "tiny-mnist"], default="ddim-mnist")
+    from workloads.registry import WORKLOADS
+
+    sa.add_argument("--workload", choices=sorted(WORKLOADS), default="ddim-mnist")
     sa.add_argument("--scale", default="tiny", help="sd-unet only: tiny, small, medium, wide")
     sa.add_argument("--steps", type=int, default=10)
     sa.add_argument("--activations", default="raympc", help="implementation: raympc, spu-direct, cipherdm, puma, ...")

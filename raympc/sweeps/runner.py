@@ -109,7 +109,9 @@ def run_sweep(spec_path: Path, out: Path, address: str | None = None, parallel: 
     spec = load_spec(spec_path)
     points = expand(spec)  # every problem in the spec is reported here, before anything runs
     store = ResultStore(out).open()
-    shutil.copyfile(spec_path, Path(out) / "spec.yaml") if Path(spec_path).resolve() != (Path(out) / "spec.yaml").resolve() else None
+    kept = Path(out) / "spec.yaml"  # the spec beside its results, for the report and for readers
+    if Path(spec_path).resolve() != kept.resolve():
+        shutil.copyfile(spec_path, kept)
     statuses = store.statuses()
     if retry_failed:
         failed = {i for i, s in statuses.items() if s != "ok"}
