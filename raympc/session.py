@@ -185,9 +185,11 @@ class Session:
     def _connect(self) -> None:
         ports = self.link_config.ports or [None] * self.parties
         node_ips = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
-        # Parties that share the driver's node talk over loopback; others over their node's IP.
-        hosts = ["127.0.0.1" if self.placement_name == "local" else node_ips[info["node_id"]]
-                 for info in self.party_info]
+        # Parties all on the driver's node talk over loopback (never the host's public address);
+        # otherwise over their nodes' IPs.
+        here = ray.get_runtime_context().get_node_id()
+        on_driver_node = all(info["node_id"] == here for info in self.party_info)
+        hosts = ["127.0.0.1" if on_driver_node else node_ips[info["node_id"]] for info in self.party_info]
         # Parties on distinct machines are shaped by each node's kernel; parties that share a
         # network stack (one host, or nodes emulated on loopback) by the single-host backends.
         self._per_node_shaping = len(set(hosts)) == len(hosts) and not all(h.startswith("127.") for h in hosts)

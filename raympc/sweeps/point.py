@@ -12,7 +12,7 @@ import platform
 import socket
 import time
 import traceback
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .spec import PointParams
 
@@ -45,6 +45,21 @@ def _session(params: PointParams, placement, network: str | None):
                    shaping=params.shaping)
 
 
+def _in_session(params: PointParams, placement, network: str | None, work: Callable[[Any], Any]) -> Any:
+    """`work(session)` in a fresh session; once more in another if the first could not set up its
+    links because another program took a chosen port first (a race no port check can close)."""
+    from .. import activations as acts
+    from ..errors import PortInUseError
+
+    for attempt in (1, 2):
+        try:
+            with acts.use(params.activations), _session(params, placement, network) as session:
+                return work(session)
+        except PortInUseError:
+            if attempt == 2:
+                raise
+
+
 def _quality_columns(q: dict[str, Any]) -> dict[str, Any]:
     out = {"psnr_db_min": min(q["psnr_db"]), "max_abs_error": q["max_abs_error"]}
     for k in ("accuracy_secure", "accuracy_plain", "fid_proxy_secure", "fid_proxy_plain"):
@@ -60,14 +75,12 @@ def _prediction(params: PointParams, placement) -> dict[str, Any]:
     """Unshaped reference steps of the same program (a second session on the same reservation),
     and the analytic model's prediction of the shaped run from them. The fastest reference step
     stands for compute: noise on a shared machine only ever adds time."""
-    from .. import activations as acts
     from ..netmodel import Calibration, RunCost
     from workloads.registry import WorkloadOptions, run_workload
 
     reference = WorkloadOptions(steps=REFERENCE_STEPS, batch=params.batch, seed=params.seed, eta=params.eta,
                                 scale=params.scale, breakdown=False)
-    with acts.use(params.activations), _session(params, placement, None) as session:
-        steps = run_workload(params.workload, session, reference).per_step
+    steps = _in_session(params, placement, None, lambda session: run_workload(params.workload, session, reference)).per_step
     ref = min(steps, key=lambda s: s["time_s"])
     cost = RunCost.from_dict(ref, network="unshaped")
     predicted = Calibration.load().predict(cost, params.profile)
@@ -85,7 +98,6 @@ def execute(params_dict: dict[str, Any], group, reporter=None) -> dict[str, Any]
 
     import netsim
 
-    from .. import activations as acts
     from workloads.registry import WorkloadOptions, run_workload
 
     params = PointParams(**params_dict)
@@ -103,10 +115,10 @@ def execute(params_dict: dict[str, Any], group, reporter=None) -> dict[str, Any]
         opts = WorkloadOptions(steps=params.steps, batch=params.batch, seed=params.seed, eta=params.eta,
                                scale=params.scale, breakdown=params.breakdown)
         placement = party_placement(params, group)
-        with acts.use(params.activations), _session(params, placement, params.profile) as session:
-            result = run_workload(params.workload, session, opts, on_step)
-            described = session.describe()
-            wire = session.wire_report()
+        def measure(session):
+            return run_workload(params.workload, session, opts, on_step), session.describe(), session.wire_report()
+
+        result, described, wire = _in_session(params, placement, params.profile, measure)
         total = result.total
         row.update(
             status="ok", time_s=total["time_s"], send_bytes=total["send_bytes"], send_actions=total["send_actions"],
