@@ -90,7 +90,8 @@ def test_tiny_sweep_end_to_end_then_rerun_skips_everything(tmp_path):
     shaped = next(r for r in rows if r["profile"] != "unshaped")
     assert shaped["shaping"]["backend"] in ("relay", "tc", "tc+relay")
     assert abs(shaped["shaping"]["wire"]["wire_vs_spu"]) < 0.05  # wire counters agree with SPU's
-    assert shaped["predicted_time_s"] > 0 and "prediction_error" in shaped
+    # the analytic model (shipped calibration) predicts the shaped run from unshaped reference steps
+    assert abs(shaped["prediction_error"]) <= 0.25, shaped["predicted"]
     import pandas as pd
 
     table = pd.read_parquet(out / "results.parquet")
