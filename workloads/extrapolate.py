@@ -96,7 +96,9 @@ class CostModel:
             t = np.array([m.kinds[kind]["time_s"] for m in measurements], float)
             ta = np.stack([b, calls], axis=1)
             time_coef[kind] = tuple(_nnls(ta, t).tolist())
-        other = {k: float(np.mean([m.kinds["other"][k] / m.total[k] for m in measurements if m.total[k]]))
+        # Replayed kinds can take longer than inside the whole step (noise, per-program costs), so a
+        # measured "other" time can come out negative; it never predicts less than zero.
+        other = {k: max(float(np.mean([m.kinds["other"][k] / m.total[k] for m in measurements if m.total[k]])), 0.0)
                  for k in METRICS}
         return cls(bytes_coef, actions, time_coef, other, [m.name for m in measurements])
 
