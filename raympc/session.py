@@ -95,6 +95,7 @@ class Session:
         network: "str | netsim.NetworkProfile | None" = None,
         shaping: str = "auto",
         tls: "bool | TLSConfig" = False,
+        cache: ProgramCache | None = None,
     ) -> None:
         self.spu_config = spu_config or SpuConfig(protocol=protocol, field=field, parties=parties)
         self.parties = self.spu_config.parties
@@ -124,7 +125,9 @@ class Session:
         self._own_workdir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix=f"raympc-session-{self.id}-")
         self.owners = Owners(tuple(owners), self.parties, self.spu_config.runtime_config())
-        self.cache = ProgramCache()
+        # Programs are keyed by (program, visibilities, options), so sessions of one process may
+        # share a cache: a sweep point's reference session reuses what its first session compiled.
+        self.cache = cache if cache is not None else ProgramCache()
         self.metrics: RunMetrics | None = None
         self.party_info: list[dict[str, Any]] = []
         self._copts = self.spu_config.compiler_options()

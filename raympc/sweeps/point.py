@@ -42,7 +42,20 @@ def _session(params: PointParams, placement, network: str | None):
 
     return Session(spu_config=SpuConfig(protocol=params.protocol, field=params.field, exp_mode=params.exp_mode),
                    placement=placement, party_specs=PartySpec(num_cpus=params.party_cpus), network=network,
-                   shaping=params.shaping)
+                   shaping=params.shaping, cache=_point_cache())
+
+
+# One program cache per point process: the reference session compiles nothing the first did.
+_CACHE = None
+
+
+def _point_cache():
+    global _CACHE
+    if _CACHE is None:
+        from ..compiler import ProgramCache
+
+        _CACHE = ProgramCache()
+    return _CACHE
 
 
 def _in_session(params: PointParams, placement, network: str | None, work: Callable[[Any], Any]) -> Any:
