@@ -376,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     nm.set_defaults(func=_cmd_bench_netmodel)
     ss = bench_sub.add_parser("sweep-scale", help="parallel efficiency of a sweep on a 3-node emulated cluster (root)")
     ss.add_argument("--points", type=int, default=6)
-    ss.add_argument("--steps", type=int, default=2)
+    ss.add_argument("--steps", type=int, default=4)
     ss.add_argument("--network", default="wan")
     ss.add_argument("--out", type=Path, default=Path("runs/bench/sweep-scale"))
     ss.set_defaults(func=_cmd_bench_sweep_scale)

@@ -24,7 +24,7 @@ from .output import write_results
 PARALLEL = 3
 
 
-def bench_sweep_scale(points: int = 6, steps: int = 2, network: str = "wan", out: Path = Path("runs/bench/sweep-scale"),
+def bench_sweep_scale(points: int = 6, steps: int = 4, network: str = "wan", out: Path = Path("runs/bench/sweep-scale"),
                       console: Console | None = None) -> dict:
     from .. import emulate
     from ..sweeps.runner import DRIVER_CPUS, run_sweep
