@@ -6,16 +6,16 @@ What the measured run gives: per rank, SPU's send bytes and send actions (messag
 are not rounds. In ABY3 a dependent round has every party send to its next neighbour at the same
 time (resharing a product, a truncation, a comparison layer), so each round costs one one-way delay
 and about one action per rank; some rounds send to both neighbours (opening a value), and parties
-send while others wait. So the busiest rank's actions bound the rounds from above, and the model
-counts `rounds = a x max-rank actions` with `a` (<= 1) calibrated. Bytes: each directed link is
-shaped on its own, and a rank sends most of its traffic to one neighbour, so the busiest link
-carries `b x max-rank bytes`, `b` calibrated (between 0.5 and 1). The shaping relay adds a fixed
+send while others wait. So the model counts `rounds = a x max-rank actions` with `a` calibrated
+(the shipped fit gives 1.02: the busiest rank's messages are essentially its dependent rounds).
+Bytes: each directed link is shaped on its own, and a rank sends most of its traffic to one
+neighbour, so the busiest link carries `b x max-rank bytes`, `b` calibrated (0.70 shipped). The shaping relay adds a fixed
 cost per message, `g x max-rank actions`. `compute` is the run's time with no shaping; from a run
 that was itself shaped, it is that time minus the model's network time for its own profile.
 
 `Calibration.fit` finds a, b, g by least squares from runs of the same program under several
 profiles; `raympc bench netmodel` measures them and checks the prediction on profiles it was not
-fitted on. Shipped constants (`DEFAULT`) come from that bench on this project's CI machine.
+fitted on. Shipped constants (`DEFAULT_PATH`) come from that bench on this project's CI machine.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class RunCost:
 
 def _delay_rate(profile: NetworkProfile) -> tuple[float, float | None]:
     """One-way delay (s) and rate (bit/s, None = unlimited) of the slowest directed link."""
-    links = [profile.default, *profile.links.values()] if getattr(profile, "links", None) else [profile.default]
+    links = [profile.default, *profile.links.values()]
     delay = max(link.delay_s for link in links)
     rates = [link.rate_bps for link in links if link.rate_bps]
     return delay, (min(rates) if rates else None)

@@ -103,17 +103,8 @@ def place_explicit(specs: Sequence[PartySpec]) -> Placement:
     return Placement(options=options, describe="explicit")
 
 
-def place_pack(specs: Sequence[PartySpec]) -> Placement:
-    """Reserve the parties' resources as one placement group, packed onto as few nodes as fit.
-
-    Sweeps use it: a point's parties start only when the cluster has room for all three, and
-    points never oversubscribe what they reserved."""
-    return _pinned(specs, "PACK")
-
-
 PLACEMENTS: dict[str, Callable[[Sequence[PartySpec]], Placement]] = {
     "local": place_local,
-    "pack": place_pack,
     "spread": place_spread,
     "explicit": place_explicit,
 }

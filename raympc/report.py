@@ -130,8 +130,7 @@ def build_report(directory: Path, console: Console | None = None) -> Path:
     kinds = ["conv/matmul", "groupnorm", "activation", "attention", "other"]
     kcols = [f"breakdown.{k}.send_bytes" for k in kinds]
     if all(c in ok.columns for c in kcols):
-        b = ok.dropna(subset=kcols)
-        b = b[b["profile"] == b["profile"]]  # rows with a breakdown
+        b = ok.dropna(subset=kcols)  # rows with a breakdown
         if len(b):
             md.append("## Cost by layer kind (first step, each kind replayed alone under MPC)\n")
             labels = [f"{r['workload']}\n{r['activations']}\n{r['profile']}" for _, r in b.iterrows()]

@@ -56,8 +56,7 @@ class LayerCall:
     apply: Callable[[Any, list], Any]  # (params, array arguments) -> output
     params: Any  # pytree of jax.ShapeDtypeStruct (None for activations)
     arrays: list  # jax.ShapeDtypeStruct of each array argument, in call order
-    out_elements: int = 0
-    features: dict[str, int] = field(default_factory=dict)  # sizes a cost model scales with
+    features: dict[str, int] = field(default_factory=dict)  # sizes a cost model scales with (incl. output elements)
 
 
 @dataclass
@@ -124,7 +123,7 @@ def _interceptor(next_fun, args, kwargs, context):
         return _m.apply(params, *a, **kw)
 
     rec.calls.append(LayerCall(kind, type(module).__name__, apply, _abstract(dict(variables)), arrays,
-                               _elements(out), _features(kind, module, args, kwargs, out)))
+                               _features(kind, module, args, kwargs, out)))
     return out
 
 
@@ -166,8 +165,7 @@ def _wrap_activation(name: str, fn: Callable) -> Callable:
             args, kwargs = _rebuild(call_arrays)
             return _f(*args, **kwargs)
 
-        rec.calls.append(LayerCall("activation", name, apply, None, arrays, _elements(out),
-                                   {"elements": _elements(out)}))
+        rec.calls.append(LayerCall("activation", name, apply, None, arrays, {"elements": _elements(out)}))
         return out
 
     return recorded
@@ -238,8 +236,7 @@ def kind_program(calls: list[LayerCall]) -> Callable:
     return program
 
 
-def measure_kinds(session, calls: list[LayerCall], seed: int = 0,
-                  on_kind: Callable[[str], None] | None = None) -> dict[str, dict[str, float]]:
+def measure_kinds(session, calls: list[LayerCall], seed: int = 0) -> dict[str, dict[str, float]]:
     """Run each kind's recorded calls alone on the session: bytes, send actions and time per kind."""
     from raympc import Secret
 
@@ -250,15 +247,13 @@ def measure_kinds(session, calls: list[LayerCall], seed: int = 0,
         if not mine:
             result[kind] = {"calls": 0, "time_s": 0.0, "send_bytes": 0, "send_actions": 0, "elements": 0}
             continue
-        if on_kind is not None:
-            on_kind(kind)
         params = [_random_like(c.params, rng) if c.params is not None else {} for c in mine]
         args = [_random_like(c.arrays, rng) for c in mine]
         run = session.run(kind_program(mine), Secret(params, owner="model"), Secret(args, owner="user"),
                           reveal_to=None)
         m = run.metrics
         result[kind] = {"calls": len(mine), "time_s": m.wall_time_s, "send_bytes": m.send_bytes,
-                        "send_actions": m.send_actions, "elements": sum(c.out_elements for c in mine)}
+                        "send_actions": m.send_actions, "elements": sum(c.features["elements"] for c in mine)}
         session.free(run.outputs)
     return result
 

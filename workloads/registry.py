@@ -1,7 +1,7 @@
 """The workloads `raympc sample` and `raympc sweep` can run, by name.
 
 Each runs secure sampling on a session next to plaintext sampling from the same secret inputs and
-returns one plain dict: per-step and total cost, the cost by layer kind (optional, about one more
+returns a `WorkloadResult`: per-step and total cost, the cost by layer kind (optional, about one more
 step), and quality against plaintext.
 
 - `ddim-mnist`, `ddpm-mnist`: the shipped class-conditional MNIST U-Net. DDPM with fewer steps
@@ -15,7 +15,6 @@ step), and quality against plaintext.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -46,7 +45,9 @@ class WorkloadResult:
 
     @property
     def total(self) -> dict[str, float]:
-        return {k: sum(s[k] for s in self.per_step) for k in ("time_s", "send_bytes", "send_actions")}
+        from .sampling import totals
+
+        return totals(self.per_step)
 
 
 def _kinds(session, step_fn, args: tuple, public: tuple[int, ...], first_step: dict, seed: int) -> dict:
@@ -96,11 +97,7 @@ def _run_mnist(session, opts: WorkloadOptions, on_step: OnStep | None, sampler: 
 
 
 def _run_sd(session, opts: WorkloadOptions, on_step: OnStep | None) -> WorkloadResult:
-    import jax
-
-    from raympc import Public, Secret
-
-    from . import sd_unet
+    from . import sampling, sd_unet
     from .diffusion import Schedule, plan
 
     s = sd_unet.scale(opts.scale)
@@ -110,35 +107,14 @@ def _run_sd(session, opts: WorkloadOptions, on_step: OnStep | None) -> WorkloadR
     latent, text = base[1], base[2]
     rng = np.random.default_rng(opts.seed + 1)
     noises = [rng.standard_normal(latent.shape).astype(np.float32) if c.c else np.zeros_like(latent) for c in steps]
-
-    def public(c):
-        return np.full((opts.batch,), c.t, np.int32), np.asarray([c.a, c.b, c.c], np.float32)
-
+    publics = [(np.full((opts.batch,), c.t, np.int32), np.asarray([c.a, c.b, c.c], np.float32)) for c in steps]
     step = sd_unet.step_function(s)
-    jitted = jax.jit(step)
-    plain = latent
-    for c, z in zip(steps, noises):
-        plain = np.asarray(jitted(params, plain, text, z, *public(c)))
-    w, y = Secret(params, owner="model"), Secret(text, owner="user")
-    start = time.perf_counter()
-    fn = session.compile(step, w, Secret(latent, owner="user"), y, Secret(noises[0], owner="user"),
-                         *(Public(v) for v in public(steps[0])))
-    compile_s = time.perf_counter() - start
-    x: Any = Secret(latent, owner="user")
-    per_step = []
-    for i, (c, z) in enumerate(zip(steps, noises)):
-        last = i == len(steps) - 1
-        r = fn(w, x, y, Secret(z, owner="user"), *(Public(v) for v in public(c)), reveal_to="user" if last else None)
-        m = r.metrics
-        stats = {"step": i, "t": c.t, **m.cost()}
-        per_step.append(stats)
-        if on_step is not None:
-            on_step(i, stats)
-        x = r.outputs
-    secure = np.asarray(x)
+    plain = sampling.run_plain(step, params, latent, text, noises, publics)
+    run = sampling.run_secure(session, step, params, latent, text, noises, publics, [c.t for c in steps], on_step)
+    per_step, compile_s, secure = run.per_step, run.compile_s, run.images
     kinds = None
     if opts.breakdown:
-        args = (params, latent, text, noises[0], *public(steps[0]))
+        args = (params, latent, text, noises[0], *publics[0])
         kinds = _kinds(session, step, args, sd_unet.PUBLIC_STEP_ARGS, per_step[0], opts.seed)
     # latents are not images in [-1, 1]: PSNR over their own range
     peak = float(np.ptp(plain)) or 1.0

@@ -66,16 +66,21 @@ def step_arguments(params, cfg: UNetConfig, coeff: StepCoefficients, inputs: Sam
     return params, inputs.initial, inputs.onehot(cfg.classes), inputs.per_step[0], tf, abc
 
 
-def sample_plain(params, cfg: UNetConfig, steps: list[StepCoefficients], inputs: SamplingInputs) -> np.ndarray:
+def run_plain(step: Callable, params, initial: np.ndarray, condition: np.ndarray, noises: list[np.ndarray],
+              publics: list[tuple]) -> np.ndarray:
+    """Any model's denoising loop in plaintext: `step(params, x, condition, noise, *public)`."""
     import jax
 
-    step = jax.jit(step_function(cfg))
-    x = inputs.initial
-    y = inputs.onehot(cfg.classes)
-    for coeff, noise in zip(steps, inputs.per_step):
-        tf, abc = public_step_inputs(cfg, coeff, len(inputs.labels))
-        x = np.asarray(step(params, x, y, noise, tf, abc))
+    jitted = jax.jit(step)
+    x = initial
+    for noise, public in zip(noises, publics):
+        x = np.asarray(jitted(params, x, condition, noise, *public))
     return x
+
+
+def sample_plain(params, cfg: UNetConfig, steps: list[StepCoefficients], inputs: SamplingInputs) -> np.ndarray:
+    publics = [public_step_inputs(cfg, c, len(inputs.labels)) for c in steps]
+    return run_plain(step_function(cfg), params, inputs.initial, inputs.onehot(cfg.classes), inputs.per_step, publics)
 
 
 @dataclass
@@ -86,35 +91,50 @@ class SecureRun:
 
     @property
     def total(self) -> dict:
-        return {k: sum(s[k] for s in self.per_step) for k in ("time_s", "send_bytes", "send_actions")}
+        return totals(self.per_step)
 
 
-def sample_secure(session, params, cfg: UNetConfig, steps: list[StepCoefficients], inputs: SamplingInputs,
-                  on_step: Callable[[int, dict], None] | None = None) -> SecureRun:
-    """Run every denoising step on the session's parties; the latent never leaves them until the end."""
+def totals(per_step: list[dict]) -> dict[str, float]:
+    """A run's time, bytes and send actions: the sum of its steps'."""
+    return {k: sum(s[k] for s in per_step) for k in ("time_s", "send_bytes", "send_actions")}
+
+
+def run_secure(session, step: Callable, params, initial: np.ndarray, condition: np.ndarray,
+               noises: list[np.ndarray], publics: list[tuple], timesteps: list[int],
+               on_step: Callable[[int, dict], None] | None = None, op_bytes: bool = False) -> SecureRun:
+    """Any model's denoising loop on the session's parties: `step(params, x, condition, noise,
+    *public)` with the weights secret to "model", latent, condition and noise secret to "user".
+    The latent never leaves the parties until the last step reveals it to the user."""
     from raympc import Public, Secret
 
-    y = Secret(inputs.onehot(cfg.classes), owner="user")
-    w = Secret(params, owner="model")
-    batch = len(inputs.labels)
-    tf0, abc0 = public_step_inputs(cfg, steps[0], batch)
+    w, y = Secret(params, owner="model"), Secret(condition, owner="user")
     start = time.perf_counter()
-    fn = session.compile(step_function(cfg), w, Secret(inputs.initial, owner="user"), y,
-                         Secret(inputs.per_step[0], owner="user"), Public(tf0), Public(abc0))
+    fn = session.compile(step, w, Secret(initial, owner="user"), y, Secret(noises[0], owner="user"),
+                         *(Public(v) for v in publics[0]))
     run = SecureRun(images=np.empty(0), compile_s=time.perf_counter() - start)
-    x = Secret(inputs.initial, owner="user")
-    for i, (coeff, noise) in enumerate(zip(steps, inputs.per_step)):
-        tf, abc = public_step_inputs(cfg, coeff, batch)
-        last = i == len(steps) - 1
-        result = fn(w, x, y, Secret(noise, owner="user"), Public(tf), Public(abc), reveal_to="user" if last else None)
+    x = Secret(initial, owner="user")
+    for i, (t, noise, public) in enumerate(zip(timesteps, noises, publics)):
+        last = i == len(noises) - 1
+        result = fn(w, x, y, Secret(noise, owner="user"), *(Public(v) for v in public),
+                    reveal_to="user" if last else None)
         m = result.metrics
-        stats = {"step": i, "t": coeff.t, **m.cost(), "hlo_ops": {k: v.send_bytes for k, v in m.ops("hlo").items()}}
+        stats = {"step": i, "t": t, **m.cost()}
+        if op_bytes:
+            stats["hlo_ops"] = {k: v.send_bytes for k, v in m.ops("hlo").items()}
         run.per_step.append(stats)
         if on_step is not None:
             on_step(i, stats)
         x = result.outputs
     run.images = np.asarray(x)
     return run
+
+
+def sample_secure(session, params, cfg: UNetConfig, steps: list[StepCoefficients], inputs: SamplingInputs,
+                  on_step: Callable[[int, dict], None] | None = None) -> SecureRun:
+    """Run every denoising step of the MNIST U-Net on the session's parties (see `run_secure`)."""
+    publics = [public_step_inputs(cfg, c, len(inputs.labels)) for c in steps]
+    return run_secure(session, step_function(cfg), params, inputs.initial, inputs.onehot(cfg.classes),
+                      inputs.per_step, publics, [c.t for c in steps], on_step, op_bytes=True)
 
 
 def plan_for(workload: str, schedule: Schedule, steps: int, eta: float = 0.0) -> list[StepCoefficients]:

@@ -27,8 +27,7 @@ def measure_scale(session, name: str, activations: str, seed: int = 0):
         calls = breakdown.record_layers(step, *args, public=sd_unet.PUBLIC_STEP_ARGS)
         run = session.run(step, Secret(args[0], owner="model"), *args[1:4], Public(args[4]), Public(args[5]),
                           reveal_to=None)
-        m = run.metrics
-        total = {"time_s": m.wall_time_s, "send_bytes": m.send_bytes, "send_actions": m.send_actions}
+        total = run.metrics.cost()
         session.free(run.outputs)
         kinds = breakdown.with_other(breakdown.measure_kinds(session, calls, seed=seed), total)
     return extrapolate.Measurement(name, extrapolate.kind_sizes(calls), kinds, total,

@@ -84,15 +84,16 @@ def _quality_columns(q: dict[str, Any]) -> dict[str, Any]:
 REFERENCE_STEPS = 3
 
 
-def _prediction(params: PointParams, placement) -> dict[str, Any]:
+def _prediction(params: PointParams, placement, opts) -> dict[str, Any]:
     """Unshaped reference steps of the same program (a second session on the same reservation),
     and the analytic model's prediction of the shaped run from them. The fastest reference step
     stands for compute: noise on a shared machine only ever adds time."""
-    from ..netmodel import Calibration, RunCost
-    from workloads.registry import WorkloadOptions, run_workload
+    from dataclasses import replace
 
-    reference = WorkloadOptions(steps=REFERENCE_STEPS, batch=params.batch, seed=params.seed, eta=params.eta,
-                                scale=params.scale, breakdown=False)
+    from ..netmodel import Calibration, RunCost
+    from workloads.registry import run_workload
+
+    reference = replace(opts, steps=REFERENCE_STEPS, breakdown=False)
     steps = _in_session(params, placement, None, lambda session: run_workload(params.workload, session, reference)).per_step
     ref = min(steps, key=lambda s: s["time_s"])
     cost = RunCost.from_dict(ref, network="unshaped")
@@ -128,6 +129,7 @@ def execute(params_dict: dict[str, Any], group, reporter=None) -> dict[str, Any]
         opts = WorkloadOptions(steps=params.steps, batch=params.batch, seed=params.seed, eta=params.eta,
                                scale=params.scale, breakdown=params.breakdown)
         placement = party_placement(params, group)
+
         def measure(session):
             return run_workload(params.workload, session, opts, on_step), session.describe(), session.wire_report()
 
@@ -147,7 +149,7 @@ def execute(params_dict: dict[str, Any], group, reporter=None) -> dict[str, Any]
             host={**host, "party_hosts": described["hosts"], "party_nodes": described["nodes"]},
         )
         if netsim.resolve(params.profile).shaped:
-            row.update(_prediction(params, placement))
+            row.update(_prediction(params, placement, opts))
         if "predicted_time_s" in row:
             row["prediction_error"] = (row["predicted_time_s"] - row["time_s"]) / row["time_s"]
     except Exception as exc:  # noqa: BLE001 - a failed point is a row, and the sweep goes on

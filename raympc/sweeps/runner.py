@@ -23,7 +23,6 @@ from .spec import PointParams, expand, load_spec
 from .store import ResultStore
 
 DRIVER_CPUS = 1.0
-PG_TIMEOUT_S = 600.0
 
 
 @dataclass
