@@ -76,7 +76,8 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
 
     console = make_console()
     s = run_sweep(args.spec, args.out, address=args.address, parallel=args.parallel,
-                  retry_failed=args.retry_failed, console=console)
+                  retry_failed=args.retry_failed,
+                  share_references=not args.own_references, console=console)
     line = f"{s.points} points: {s.skipped} already done, {s.ran} ran, {s.failed} failed"
     if s.ran:
         line += f"; wall {s.wall_s:.1f} s for {s.busy_s:.1f} s of point time"
@@ -321,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--parallel", type=int, default=None,
                     help="points at once (embedded Ray: sizes it for that many; cluster: a cap)")
     sw.add_argument("--retry-failed", action="store_true", help="run failed points again")
+    sw.add_argument("--own-references", action="store_true",
+                    help="every shaped point measures its own unshaped reference steps (by default points "
+                         "running the same program share one measurement)")
     sw.set_defaults(func=_cmd_sweep)
 
     pr = sub.add_parser("predict", help="predict a measured run's time under another network profile")

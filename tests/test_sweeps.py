@@ -71,22 +71,30 @@ def test_every_shipped_spec_is_valid():
 
 
 def test_tiny_sweep_end_to_end_then_rerun_skips_everything(tmp_path):
-    """Two points (unshaped and shaped) run, land as rows with every parameter, cost, layer-kind
-    breakdown, quality, backend, host and (shaped) a prediction; a rerun runs nothing."""
-    spec = _spec(tmp_path, {"base": TINY_BASE, "grid": {"network": ["unshaped", "1gbit,1ms"]}})
+    """Three points (unshaped and two shaped) run, land as rows with every parameter, cost, layer-kind
+    breakdown, quality, backend, host and (shaped) a prediction from one shared set of reference
+    steps; a rerun runs nothing."""
+    spec = _spec(tmp_path, {"base": TINY_BASE, "points": [{"network": "unshaped"}, {"network": "1gbit,1ms"},
+                                                          {"network": "100mbit,1ms", "breakdown": False}]})
     out = tmp_path / "out"
-    done = _sweep(spec, out)
+    done = _sweep(spec, out, "--parallel", "1")
     assert done.returncode == 0, done.stderr[-3000:]
     rows = ResultStore(out).rows()
-    assert len(rows) == 2 and all(r["status"] == "ok" for r in rows), [r.get("error") for r in rows]
+    assert len(rows) == 3 and all(r["status"] == "ok" for r in rows), [r.get("error") for r in rows]
+    # both shaped points run one program: the first measured its reference steps, the second reused them
+    first, second = (r for r in rows if r["profile"] != "unshaped")
+    assert first["reference_key"] == second["reference_key"]
+    assert first["reference_measured_by"] == second["reference_measured_by"] == first["point_id"]
+    assert first["reference_step"] == second["reference_step"]
     for r in rows:
         assert r["send_bytes"] > 0 and r["send_actions"] > 0 and r["time_s"] > 0
-        assert set(r["breakdown"]) == {"conv/matmul", "groupnorm", "activation", "attention", "other"}
-        assert abs(r["breakdown"]["other"]["send_bytes"]) < 0.02 * r["send_bytes"]
         assert r["quality"]["max_abs_error"] < 0.05
         assert r["host"]["hostname"] and len(r["host"]["party_nodes"]) == 3
+    for r in rows[:2]:  # the third point skips the breakdown
+        assert set(r["breakdown"]) == {"conv/matmul", "groupnorm", "activation", "attention", "other"}
+        assert abs(r["breakdown"]["other"]["send_bytes"]) < 0.02 * r["send_bytes"]
     # SPU's byte count does not depend on the network
-    assert rows[0]["send_bytes"] == rows[1]["send_bytes"]
+    assert rows[0]["send_bytes"] == rows[1]["send_bytes"] == rows[2]["send_bytes"]
     shaped = next(r for r in rows if r["profile"] != "unshaped")
     assert shaped["shaping"]["backend"] in ("relay", "tc", "tc+relay")
     assert abs(shaped["shaping"]["wire"]["wire_vs_spu"]) < 0.05  # wire counters agree with SPU's
@@ -95,13 +103,13 @@ def test_tiny_sweep_end_to_end_then_rerun_skips_everything(tmp_path):
     import pandas as pd
 
     table = pd.read_parquet(out / "results.parquet")
-    assert len(table) == 2 and {"workload", "activations", "profile", "breakdown.activation.send_bytes",
+    assert len(table) == 3 and {"workload", "activations", "profile", "breakdown.activation.send_bytes",
                                 "quality.max_abs_error", "shaping.backend", "host.hostname"} <= set(table.columns)
-    assert len(pd.read_csv(out / "results.csv")) == 2
+    assert len(pd.read_csv(out / "results.csv")) == 3
 
     again = _sweep(spec, out, timeout=120)
-    assert again.returncode == 0 and "2 already done, 0 ran" in again.stdout
-    assert len((out / "results.jsonl").read_text().splitlines()) == 2
+    assert again.returncode == 0 and "3 already done, 0 ran" in again.stdout
+    assert len((out / "results.jsonl").read_text().splitlines()) == 3
 
     report = subprocess.run([sys.executable, "-m", "raympc.cli", "report", str(out)], capture_output=True,
                             text=True, timeout=120)

@@ -1,8 +1,9 @@
 """One sweep point, run inside its own Ray task: its own session (parties, ports, shaped links)
 in the placement group the sweep reserved for it, and one result row.
 
-Shaped points also run a few steps unshaped (a second session on the same reservation) and store
-the analytic model's prediction for the shaped run next to the measurement.
+Shaped points also store the analytic model's prediction for the shaped run next to the
+measurement, from a few unshaped steps of the same program (a second session on the same
+reservation), measured once per program across the sweep (`references`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import platform
 import socket
 import time
 import traceback
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
 from .spec import PointParams
@@ -84,35 +86,48 @@ def _quality_columns(q: dict[str, Any]) -> dict[str, Any]:
 REFERENCE_STEPS = 3
 
 
-def _prediction(params: PointParams, placement, opts) -> dict[str, Any]:
-    """Unshaped reference steps of the same program (a second session on the same reservation),
-    and the analytic model's prediction of the shaped run from them. The fastest reference step
-    stands for compute: noise on a shared machine only ever adds time."""
+def _measure_reference(params: PointParams, placement, opts) -> dict[str, Any]:
+    """Unshaped reference steps of the point's program (a session of its own on the same
+    reservation). The fastest step stands for compute: noise on a shared machine only adds time."""
     from dataclasses import replace
 
-    from ..netmodel import Calibration, RunCost
     from workloads.registry import run_workload
 
     reference = replace(opts, steps=REFERENCE_STEPS, breakdown=False)
     steps = _in_session(params, placement, None, lambda session: run_workload(params.workload, session, reference)).per_step
     ref = min(steps, key=lambda s: s["time_s"])
-    cost = RunCost.from_dict(ref, network="unshaped")
+    return {k: ref[k] for k in ("time_s", "max_rank_send_bytes", "max_rank_send_actions")} | {
+        "measured_by": params.point_id}
+
+
+def _prediction(params: PointParams, reference: dict[str, Any]) -> dict[str, Any]:
+    """The analytic model's prediction of the shaped run from its unshaped reference step."""
+    from ..netmodel import Calibration, RunCost
+
+    cost = RunCost.from_dict(reference, network="unshaped")
     predicted = Calibration.load().predict(cost, params.profile)
     out: dict[str, Any] = {
-        "reference_step": {k: ref[k] for k in ("time_s", "max_rank_send_bytes", "max_rank_send_actions")},
+        "reference_step": {k: reference[k] for k in ("time_s", "max_rank_send_bytes", "max_rank_send_actions")},
+        "reference_measured_by": reference["measured_by"],
         "predicted": {k: v * params.steps if k.endswith("_s") else v for k, v in predicted.items()},
     }
     out["predicted_time_s"] = out["predicted"]["time_s"]
     return out
 
 
-def execute(params_dict: dict[str, Any], group, reporter=None) -> dict[str, Any]:
-    """Run one point; never raises: failures come back as a row with status 'error'."""
+def execute(params_dict: dict[str, Any], group, reporter=None, board=None) -> dict[str, Any]:
+    """Run one point; never raises: failures come back as a row with status 'error'.
+
+    A shaped point gets its reference steps from `board` (a `references.ReferenceBoard` actor):
+    the first point of a program measures them before its shaped run, the others reuse them.
+    Without a board the point measures its own."""
     import ray
 
     import netsim
 
     from workloads.registry import WorkloadOptions, run_workload
+
+    from . import references
 
     params = PointParams(**params_dict)
     started = time.time()
@@ -129,6 +144,15 @@ def execute(params_dict: dict[str, Any], group, reporter=None) -> dict[str, Any]
         opts = WorkloadOptions(steps=params.steps, batch=params.batch, seed=params.seed, eta=params.eta,
                                scale=params.scale, breakdown=params.breakdown)
         placement = party_placement(params, group)
+        shaped = netsim.resolve(params.profile).shaped
+        reference = None
+        if shaped:
+            key = row["reference_key"] = references.reference_key(params)
+            measure_reference = partial(_measure_reference, params, placement, opts)
+            if board is None:
+                reference = measure_reference()
+            else:
+                reference = references.obtain(board, key, measure_reference, block=False)
 
         def measure(session):
             return run_workload(params.workload, session, opts, on_step), session.describe(), session.wire_report()
@@ -148,8 +172,10 @@ def execute(params_dict: dict[str, Any], group, reporter=None) -> dict[str, Any]
                      "wire": wire},
             host={**host, "party_hosts": described["hosts"], "party_nodes": described["nodes"]},
         )
-        if netsim.resolve(params.profile).shaped:
-            row.update(_prediction(params, placement, opts))
+        if shaped:
+            if reference is None:
+                reference = references.obtain(board, key, measure_reference)
+            row.update(_prediction(params, reference))
         if "predicted_time_s" in row:
             row["prediction_error"] = (row["predicted_time_s"] - row["time_s"]) / row["time_s"]
     except Exception as exc:  # noqa: BLE001 - a failed point is a row, and the sweep goes on

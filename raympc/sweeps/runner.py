@@ -4,8 +4,9 @@ has room, appending each finished point's row to the results before the next one
 Each point reserves its resources in a placement group of its own (packed: the point's task and
 its three parties on one node, so its relays and parties share a host; spread: one party per
 node), runs in a fresh worker process (activation swaps patch module globals, so points never
-share one), and gets its own session, ports and shaped links. Finished points are skipped on a
-rerun; failed points keep their error row unless `--retry-failed`.
+share one), and gets its own session, ports and shaped links. Shaped points that run the same
+program share one set of unshaped reference steps (`references`) unless told otherwise. Finished
+points are skipped on a rerun; failed points keep their error row unless `--retry-failed`.
 """
 
 from __future__ import annotations
@@ -96,13 +97,15 @@ def embedded_cpus(points: list[PointParams], parallel: int) -> int:
 
 
 def run_sweep(spec_path: Path, out: Path, address: str | None = None, parallel: int | None = None,
-              retry_failed: bool = False, console: Console | None = None) -> SweepSummary:
+              retry_failed: bool = False, share_references: bool = True,
+              console: Console | None = None) -> SweepSummary:
     import ray
     from ray.util.placement_group import placement_group, remove_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     from ..cluster import start_or_join
     from .point import DRIVER_BUNDLE, execute
+    from .references import start_board
 
     console = console or Console()
     spec = load_spec(spec_path)
@@ -138,6 +141,7 @@ def run_sweep(spec_path: Path, out: Path, address: str | None = None, parallel: 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         reporter = _progress_actor()
+        board = start_board(store.rows()) if share_references else None
         with Progress(*columns, console=console) as bar:
             overall = bar.add_task(f"sweep {spec.name}", total=len(todo))
             bars: dict[str, Any] = {}
@@ -151,7 +155,7 @@ def run_sweep(spec_path: Path, out: Path, address: str | None = None, parallel: 
                     if p.placement == "pack":
                         opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
                             placement_group=group, placement_group_bundle_index=DRIVER_BUNDLE)
-                    ref = remote_execute.options(**opts).remote(p.model_dump(), group, reporter)
+                    ref = remote_execute.options(**opts).remote(p.model_dump(), group, reporter, board)
                     pending[ref] = (p, group, time.perf_counter())
                     bars[p.point_id] = bar.add_task(f"  {_label(p)}", total=p.steps)
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)

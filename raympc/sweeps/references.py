@@ -1,0 +1,106 @@
+"""Unshaped reference steps, measured once per program and shared by every sweep point that runs it.
+
+A shaped point's prediction needs the compute time of its step program: the fastest of a few
+unshaped steps of the same program on the same kind of reservation. That figure does not depend on
+the network, the noise seed or the number of steps, so points that differ only in those share one
+measurement: a rate x RTT grid of 18 points measures two references (one per implementation)
+instead of 18, and a busy cluster spends its CPU on the shaped runs being measured.
+
+The board is a Ray actor: the first point to ask for a key measures it (before its own shaped run,
+so the others, which start their shaped runs meanwhile, rarely wait); the rest pick the result up
+when they finish. A measurer that fails hands the key to the next point that asks. A resumed sweep
+seeds the board from the rows it already has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from typing import Any, Callable
+
+from .spec import PointParams
+
+# What a point's step program and its compute time do not depend on.
+NETWORK_ONLY_FIELDS = ("network", "rate", "rtt", "shaping", "seed", "steps", "breakdown")
+
+
+def reference_key(params: PointParams) -> str:
+    """Points with equal keys run the same unshaped step program on the same kind of reservation."""
+    same = {k: v for k, v in params.model_dump().items() if k not in NETWORK_ONLY_FIELDS}
+    return hashlib.sha256(json.dumps(same, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class ReferenceBoard:
+    """Who measures which reference, and the measured ones (run as an async Ray actor)."""
+
+    def __init__(self, known: dict[str, dict[str, Any]] | None = None) -> None:
+        self._done: dict[str, dict[str, Any]] = dict(known or {})
+        self._claimed: dict[str, asyncio.Event] = {}
+
+    async def claim(self, key: str) -> dict[str, Any]:
+        """{'reference': ...} if measured, {'measure': True} for the first asker, else {'pending': True}."""
+        if key in self._done:
+            return {"reference": self._done[key]}
+        if key in self._claimed:
+            return {"pending": True}
+        self._claimed[key] = asyncio.Event()
+        return {"measure": True}
+
+    async def publish(self, key: str, reference: dict[str, Any]) -> None:
+        self._done[key] = reference
+        self._claimed.pop(key, asyncio.Event()).set()
+
+    async def abandon(self, key: str) -> None:
+        """The measurer failed: wake the waiters; the next to claim measures."""
+        self._claimed.pop(key, asyncio.Event()).set()
+
+    async def wait(self, key: str, timeout_s: float) -> dict[str, Any]:
+        """{'reference': ...} once measured, {'abandoned': True} if the measurer failed, or {'timeout': True}."""
+        event = self._claimed.get(key)
+        if event is not None:
+            try:
+                await asyncio.wait_for(event.wait(), timeout_s)
+            except asyncio.TimeoutError:
+                return {"timeout": True}
+        return {"reference": self._done[key]} if key in self._done else {"abandoned": True}
+
+
+def start_board(rows: list[dict[str, Any]]):
+    """A board actor that already knows the references stored in a sweep's finished rows."""
+    import ray
+
+    known = {r["reference_key"]: {**r["reference_step"], "measured_by": r.get("reference_measured_by", r["point_id"])}
+             for r in rows if r.get("status") == "ok" and r.get("reference_key") and r.get("reference_step")}
+    return ray.remote(num_cpus=0)(ReferenceBoard).remote(known)
+
+
+# How long a point waits for another point's reference before measuring its own.
+WAIT_S = 1800.0
+
+
+def obtain(board, key: str, measure: Callable[[], dict[str, Any]], block: bool = True) -> dict[str, Any] | None:
+    """The reference for `key`: from the board, or measured here by `measure()` when this point is
+    the first to ask (or the measurer failed or stalled). With `block=False`, None instead of
+    waiting for another point's measurement."""
+    import ray
+
+    while True:
+        state = ray.get(board.claim.remote(key))
+        if "pending" in state:
+            if not block:
+                return None
+            state = ray.get(board.wait.remote(key, WAIT_S))
+            if "abandoned" in state:
+                continue  # claim again: this point may be the one to measure now
+        if "reference" in state:
+            return state["reference"]
+        if "timeout" in state:
+            return measure()  # the measurer stalled: do not hold this point hostage
+        try:
+            reference = measure()
+        except BaseException:
+            ray.get(board.abandon.remote(key))
+            raise
+        ray.get(board.publish.remote(key, reference))
+        return reference

@@ -1,0 +1,102 @@
+"""Shared reference steps: points that run the same program get one measurement between them, a
+measurer that fails hands over to the next point, and a resumed sweep reuses stored references.
+The board runs as a real Ray actor; points are threads calling it as point tasks do."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import ray
+
+from raympc.sweeps.references import obtain, reference_key, start_board
+from raympc.sweeps.spec import PointParams
+
+
+def test_key_ignores_network_seed_and_steps_but_not_the_program():
+    base = PointParams(workload="tiny-mnist", network="wan", seed=0, steps=1)
+    same = [PointParams(workload="tiny-mnist", network="lan", seed=3, steps=4, breakdown=False),
+            PointParams(workload="tiny-mnist", rate="1gbit", rtt="10ms", shaping="relay")]
+    other = [PointParams(workload="tiny-mnist", activations="spu-direct"), PointParams(workload="ddim-mnist"),
+             PointParams(workload="tiny-mnist", batch=2), PointParams(workload="tiny-mnist", placement="spread"),
+             PointParams(workload="tiny-mnist", exp_mode="pade"), PointParams(workload="tiny-mnist", party_cpus=0.5)]
+    assert all(reference_key(p) == reference_key(base) for p in same)
+    assert len({reference_key(p) for p in [base, *other]}) == 1 + len(other)
+
+
+def _measurer(calls: list[str], name: str, fail: bool = False, seconds: float = 1.0):
+    def measure():
+        calls.append(name)
+        time.sleep(seconds)
+        if fail:
+            raise RuntimeError(f"{name} could not measure")
+        return {"time_s": 1.5, "max_rank_send_bytes": 10, "max_rank_send_actions": 2, "measured_by": name}
+    return measure
+
+
+def _concurrently(board, key: str, measurers: dict, block: bool = True) -> dict:
+    got: dict = {}
+
+    def run(name):
+        try:
+            got[name] = obtain(board, key, measurers[name], block=block)
+        except RuntimeError as exc:
+            got[name] = exc
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in measurers]
+    for t in threads:
+        t.start()
+        time.sleep(0.2)  # a definite first asker
+    for t in threads:
+        t.join(60)
+    return got
+
+
+def test_first_asker_measures_and_the_others_reuse_it(ray_ready):
+    board = start_board([])
+    calls: list[str] = []
+    got = _concurrently(board, "k", {n: _measurer(calls, n) for n in ("a", "b", "c")})
+    assert calls == ["a"]
+    assert all(g["measured_by"] == "a" for g in got.values())
+    # a point that does not block (its shaped run comes first) gets None while it is being measured
+    other: list[str] = []
+    slow = _concurrently(board, "k2", {"d": _measurer(other, "d", seconds=3), "e": _measurer(other, "e")}, block=False)
+    assert other == ["d"] and slow["e"] is None and slow["d"]["measured_by"] == "d"
+    assert obtain(board, "k2", _measurer(other, "f"))["measured_by"] == "d" and other == ["d"]
+    ray.kill(board)
+
+
+def test_a_failed_measurer_hands_over_to_the_next_point(ray_ready):
+    board = start_board([])
+    calls: list[str] = []
+    got = _concurrently(board, "k", {"a": _measurer(calls, "a", fail=True), "b": _measurer(calls, "b"),
+                                     "c": _measurer(calls, "c")})
+    assert isinstance(got["a"], RuntimeError)
+    assert calls[0] == "a" and len(calls) == 2  # exactly one of the waiters measured after a failed
+    assert got["b"]["measured_by"] == got["c"]["measured_by"] == calls[1]
+    ray.kill(board)
+
+
+def test_resumed_sweep_reuses_references_in_its_rows(ray_ready):
+    rows = [{"point_id": "p1", "status": "ok", "reference_key": "k", "reference_measured_by": "p0",
+             "reference_step": {"time_s": 2.0, "max_rank_send_bytes": 5, "max_rank_send_actions": 1}},
+            {"point_id": "p2", "status": "error", "reference_key": "j"}]
+    board = start_board(rows)
+    calls: list[str] = []
+    assert obtain(board, "k", _measurer(calls, "x")) == {**rows[0]["reference_step"], "measured_by": "p0"}
+    assert obtain(board, "j", _measurer(calls, "y", seconds=0))["measured_by"] == "y"
+    assert calls == ["y"]
+    ray.kill(board)
+
+
+@pytest.mark.parametrize("missing", ["reference_step", "reference_key"])
+def test_rows_without_a_reference_seed_nothing(ray_ready, missing):
+    row = {"point_id": "p1", "status": "ok", "reference_key": "k",
+           "reference_step": {"time_s": 2.0, "max_rank_send_bytes": 5, "max_rank_send_actions": 1}}
+    del row[missing]
+    board = start_board([row])
+    calls: list[str] = []
+    obtain(board, "k", _measurer(calls, "x", seconds=0))
+    assert calls == ["x"]
+    ray.kill(board)
