@@ -108,7 +108,8 @@ def _cmd_report(args: argparse.Namespace) -> None:
 def _cmd_bench_sweep_scale(args: argparse.Namespace) -> None:
     from .bench.sweep_scale import bench_sweep_scale
 
-    bench_sweep_scale(points=args.points, steps=args.steps, network=args.network, out=args.out, console=make_console())
+    bench_sweep_scale(points=args.points, steps=args.steps, network=args.network, out=args.out,
+                      shared_cores=args.shared_cores, console=make_console())
 
 
 def _cmd_fit(args: argparse.Namespace) -> None:
@@ -168,7 +169,8 @@ def _cmd_cluster(args: argparse.Namespace) -> None:
 
     if args.emulate_verb == "up":
         with console.status(f"creating {args.nodes} namespaces and starting one Ray node in each..."):
-            state = emulate.up(nodes=args.nodes, cpus_per_node=args.cpus_per_node, mode=args.mode)
+            state = emulate.up(nodes=args.nodes, cpus_per_node=args.cpus_per_node, mode=args.mode,
+                               cpu_share_cores=args.cpu_share)
         if state.mode == "netns":
             console.print(f"emulated cluster up: head {state.gcs_address} (host side), nodes "
                           f"{', '.join(state.node_ips)} in namespaces {', '.join(state.netns)}; token auth on")
@@ -176,6 +178,8 @@ def _cmd_cluster(args: argparse.Namespace) -> None:
             console.print(f"emulated cluster up [bold]on loopback[/] ({emulate.namespaces_possible()[1] or 'as asked'}): "
                           f"head {state.gcs_address} and {state.nodes} nodes on 127.0.0.1 that differ only in their "
                           "party resources; links are shaped by the single-host backends; token auth on")
+        if state.cpu_share is not None:
+            console.print(f"each node's processes are held to {state.cpu_share:g} cores (cgroups {', '.join(state.cgroups)})")
         console.print("use it with [bold]--address emulated[/] (or Session(address='emulated', placement='spread')); "
                       "stop it with [bold]raympc cluster emulate down[/]")
     elif args.emulate_verb == "down":
@@ -294,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     emu_up.add_argument("--cpus-per-node", type=int, default=1)
     emu_up.add_argument("--mode", choices=["auto", "netns", "loopback"], default="auto",
                         help="netns needs root; auto falls back to Ray nodes on loopback without it")
+    emu_up.add_argument("--cpu-share", type=float, default=None, metavar="CORES",
+                        help="hold each node's processes to CORES cores on average (a cgroup quota, root), as "
+                             "separate machines would be; default: the nodes share all of this host's cores")
     emu_verbs.add_parser("down", help="stop the nodes and delete everything `up` made (also after a crash)")
     emu_verbs.add_parser("status", help="what is up")
     label = cl_verbs.add_parser("label", help="this host's party resources, from its position in a worker list")
@@ -383,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     ss.add_argument("--steps", type=int, default=4)
     ss.add_argument("--network", default="wan")
     ss.add_argument("--out", type=Path, default=Path("runs/bench/sweep-scale"))
+    ss.add_argument("--shared-cores", action="store_true",
+                    help="let the emulated nodes share all cores (default: each gets cores/3 through a cgroup quota)")
     ss.set_defaults(func=_cmd_bench_sweep_scale)
     return parser
 

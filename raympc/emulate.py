@@ -32,6 +32,7 @@ from pathlib import Path
 
 import psutil
 
+from . import cpu_share
 from .errors import ConfigError, RaympcError
 from .leftovers import RECORD_DIR, same_process, stop
 from .ports import free_port
@@ -62,6 +63,8 @@ class EmulatedCluster:
     processes: list[dict] = field(default_factory=list)  # {"pid", "created"} of everything we started
     netns: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
+    cpu_share: float | None = None  # cores per node (a cgroup CFS quota), None = nodes share all cores
+    cgroups: list[str] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
         """Environment a driver needs to join (token auth stays on)."""
@@ -81,11 +84,14 @@ def load() -> EmulatedCluster | None:
         return None
 
 
-def _setns(name: str):
+def _enter_node(netns_name: str | None, cgroup: str | None):
     def enter() -> None:  # runs in the child between fork and exec
-        from pyroute2 import netns
+        if cgroup is not None:
+            cpu_share.join(cgroup)
+        if netns_name is not None:
+            from pyroute2 import netns
 
-        netns.setns(name)
+            netns.setns(netns_name)
         os.setsid()
     return enter
 
@@ -169,9 +175,12 @@ def namespaces_possible() -> tuple[bool, str]:
     return True, ""
 
 
-def up(nodes: int = 3, cpus_per_node: int = 1, mode: str = "auto") -> EmulatedCluster:
+def up(nodes: int = 3, cpus_per_node: int = 1, mode: str = "auto", cpu_share_cores: float | None = None) -> EmulatedCluster:
     """One Ray node per namespace (plus a head on the host); or, where namespaces are impossible
-    (not root, or `mode="loopback"`), several Ray nodes on 127.0.0.1 that differ only in resources."""
+    (not root, or `mode="loopback"`), several Ray nodes on 127.0.0.1 that differ only in resources.
+
+    `cpu_share_cores`: each node's processes get that many cores on average (a cgroup quota), as a
+    machine of its own would; None lets the nodes share all of the host's cores."""
     possible, why = namespaces_possible()
     if mode == "auto":
         mode = "netns" if possible else "loopback"
@@ -179,7 +188,11 @@ def up(nodes: int = 3, cpus_per_node: int = 1, mode: str = "auto") -> EmulatedCl
         raise EmulationError(f"namespaces are impossible here ({why}); use mode 'loopback'")
     if mode not in ("netns", "loopback"):
         raise ConfigError(f"unknown emulation mode {mode!r}; choose auto, netns or loopback")
-    if load() is not None or (possible and (_existing_netns() or _existing_links())):
+    if cpu_share_cores is not None:
+        quotas, why_not = cpu_share.available()
+        if not quotas:
+            raise EmulationError(f"per-node CPU shares are impossible here ({why_not}); leave them out to share cores")
+    if load() is not None or (possible and (_existing_netns() or _existing_links())) or cpu_share.existing():
         raise EmulationError("an emulated cluster (or its leftovers) exists; run `raympc cluster emulate down` first")
     RECORD_DIR.mkdir(parents=True, exist_ok=True)
     fd = os.open(TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -189,7 +202,7 @@ def up(nodes: int = 3, cpus_per_node: int = 1, mode: str = "auto") -> EmulatedCl
     head_ip = HOST_IP if mode == "netns" else "127.0.0.1"
     port = free_port("127.0.0.1")
     state = EmulatedCluster(mode=mode, nodes=nodes, gcs_address=f"{head_ip}:{port}", token_path=str(TOKEN_FILE),
-                            head_temp_dir=head_dir, node_ips=[])
+                            head_temp_dir=head_dir, node_ips=[], cpu_share=cpu_share_cores)
     state.save()
     procs: list[subprocess.Popen] = []
     try:
@@ -209,7 +222,12 @@ def up(nodes: int = 3, cpus_per_node: int = 1, mode: str = "auto") -> EmulatedCl
             # One node at a time: four Ray nodes starting at once overload the GCS on two cores.
             for i in range(1, nodes + 1):
                 resources = json.dumps({f"party{i - 1}": 1, "raympc_node": 1})
-                preexec = _setns(f"{NETNS_PREFIX}{i}") if mode == "netns" else os.setsid
+                group = None
+                if cpu_share_cores is not None:
+                    group = str(cpu_share.create(f"{cpu_share.PREFIX}{i}", cpu_share_cores))
+                    state.cgroups.append(group)
+                    state.save()
+                preexec = _enter_node(f"{NETNS_PREFIX}{i}" if mode == "netns" else None, group)
                 procs.append(_ray_start([f"--address={state.gcs_address}", f"--node-ip-address={state.node_ips[i - 1]}",
                                          f"--num-cpus={cpus_per_node}", f"--resources={resources}"],
                                         env, preexec, log))
@@ -306,6 +324,9 @@ def down() -> list[str]:
         undone.append(f"stopped {len(procs)} Ray process(es)")
     if possible:
         undone += _delete_network(namespaces)
+    for group in cpu_share.existing():
+        if cpu_share.remove(group):
+            undone.append(f"deleted cgroup {group}")
     if state is not None:
         shutil.rmtree(state.head_temp_dir, ignore_errors=True)
     STATE_FILE.unlink(missing_ok=True)

@@ -81,7 +81,7 @@ def _raympc(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "raympc.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
-def _emulate_and_drive(mode: str, driver: str, tmp_path: Path) -> tuple[dict, object, list[int], str]:
+def _emulate_and_drive(mode: str, driver: str, tmp_path: Path, *up_args: str) -> tuple[dict, object, list[int], str]:
     """`cluster emulate up`, run `driver` as a separate program against it, always `down`.
 
     Returns the driver's RESULT, the cluster state, the recorded pids and `up`'s output."""
@@ -89,7 +89,7 @@ def _emulate_and_drive(mode: str, driver: str, tmp_path: Path) -> tuple[dict, ob
 
     assert emulate.load() is None, "an emulated cluster is already up"
     try:
-        up = _raympc("cluster", "emulate", "up", "--mode", mode)
+        up = _raympc("cluster", "emulate", "up", "--mode", mode, *up_args)
         assert up.returncode == 0, up.stdout + up.stderr
         state = emulate.load()
         script = tmp_path / "driver.py"
@@ -143,3 +143,37 @@ def test_loopback_fallback_spreads_parties_over_ray_nodes(tmp_path):
     assert "on loopback" in up_output
     assert len(set(result["nodes"])) == 3 and result["out"] == [1.0] * 4
     assert result["backend"] == "relay"
+
+
+CPU_SHARE_DRIVER = textwrap.dedent("""
+    import json, os, time, ray
+    from raympc.cluster import start_or_join
+
+    start_or_join("emulated")
+
+    @ray.remote(num_cpus=1, resources={"party0": 0.01})
+    def burn(seconds):
+        wall, cpu = time.perf_counter(), time.process_time()
+        while time.perf_counter() - wall < seconds:
+            pass
+        return (time.process_time() - cpu) / (time.perf_counter() - wall), open("/proc/self/cgroup").read()
+
+    share, groups = ray.get(burn.remote(4.0))
+    print("RESULT " + json.dumps({"share": share, "groups": groups}))
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="cgroups and namespaces need root")
+def test_cpu_share_holds_a_node_to_its_quota_and_down_removes_the_groups(tmp_path):
+    """A busy loop on a node held to 0.4 cores gets 0.4 of a core (an idle host would give it 1)."""
+    from raympc import cpu_share
+
+    if not cpu_share.available()[0]:
+        pytest.skip(cpu_share.available()[1])
+    result, state, _, up_output = _emulate_and_drive("netns", CPU_SHARE_DRIVER, tmp_path, "--cpu-share", "0.4")
+    assert "0.4 cores" in up_output and state.cpu_share == 0.4 and len(state.cgroups) == 3
+    assert "raympc-node1" in result["groups"]  # party0's node is the first namespace's Ray node
+    assert 0.3 <= result["share"] <= 0.45, result["share"]
+    assert not cpu_share.existing()
