@@ -33,7 +33,8 @@ PARALLEL = 3
 def bench_sweep_scale(points: int = 6, steps: int = 4, network: str = "wan", out: Path = Path("runs/bench/sweep-scale"),
                       shared_cores: bool = False, console: Console | None = None) -> dict:
     from .. import emulate
-    from ..sweeps.runner import DRIVER_CPUS, run_sweep
+    from ..sweeps.reservation import TASK_CPUS
+    from ..sweeps.runner import run_sweep
     from ..sweeps.store import ResultStore
 
     console = console or Console()
@@ -53,7 +54,7 @@ def bench_sweep_scale(points: int = 6, steps: int = 4, network: str = "wan", out
     owned = running is None
     if owned:
         with console.status("starting a 3-node emulated cluster"):
-            emulate.up(nodes=3, cpus_per_node=int(DRIVER_CPUS + 3), cpu_share_cores=share)
+            emulate.up(nodes=3, cpus_per_node=int(TASK_CPUS + 3), cpu_share_cores=share)
     walls: dict[str, float] = {}
     nodes: dict[str, list[str]] = {}
     try:

@@ -21,20 +21,16 @@ from .spec import PointParams
 if TYPE_CHECKING:
     from ..placement import Placement
 
-# bundle 0 of a packed point's group is the point's own task (its driver and relays)
-DRIVER_BUNDLE = 0
-
-
 def party_placement(params: PointParams, group) -> "Placement":
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     from ..placement import Placement
+    from .reservation import reservation
 
-    first = 1 if params.placement == "pack" else 0
     options = [{"num_cpus": params.party_cpus, "num_gpus": 0, "resources": {},
                 "scheduling_strategy": PlacementGroupSchedulingStrategy(placement_group=group,
-                                                                        placement_group_bundle_index=first + i)}
-               for i in range(3)]
+                                                                        placement_group_bundle_index=index)}
+               for index in reservation(params).party_bundles]
     return Placement(options=options, group=None, describe=params.placement)
 
 

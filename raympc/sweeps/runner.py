@@ -20,11 +20,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .reservation import reservation
 from .spec import PointParams, expand, load_spec
 from .store import ResultStore
-
-DRIVER_CPUS = 1.0
-
 
 @dataclass
 class SweepSummary:
@@ -36,13 +34,6 @@ class SweepSummary:
     wall_s: float = 0.0
     busy_s: float = 0.0  # sum of the points' own durations
     tables: list[Path] = field(default_factory=list)
-
-
-def _bundles(p: PointParams) -> tuple[list[dict[str, float]], str]:
-    party = {"CPU": p.party_cpus}
-    if p.placement == "spread":
-        return [party] * 3, "STRICT_SPREAD"
-    return [{"CPU": DRIVER_CPUS}] + [party] * 3, "STRICT_PACK"
 
 
 def _progress_actor():
@@ -78,21 +69,21 @@ def check_room(points: list[PointParams]) -> None:
     from ..errors import PlacementError
 
     cpus = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"]]
-    for p in {(_bundles(p)[1], p.party_cpus): p for p in points}.values():
-        bundles, strategy = _bundles(p)
-        if strategy == "STRICT_PACK" and max(cpus, default=0) < sum(b["CPU"] for b in bundles):
+    for p in {(p.placement, p.party_cpus): p for p in points}.values():
+        r = reservation(p)
+        if r.strategy == "STRICT_PACK" and max(cpus, default=0) < r.cpus:
             raise PlacementError(
-                f"placement 'pack' needs one node with {sum(b['CPU'] for b in bundles):g} CPUs (the point's "
+                f"placement 'pack' needs one node with {r.cpus:g} CPUs (the point's "
                 f"task and three parties with party_cpus {p.party_cpus:g}); the nodes have {cpus}. Lower "
                 "party_cpus, use placement 'spread', or add bigger nodes")
-        if strategy == "STRICT_SPREAD" and sum(c >= p.party_cpus for c in cpus) < 3:
+        if r.strategy == "STRICT_SPREAD" and sum(c >= p.party_cpus for c in cpus) < 3:
             raise PlacementError(f"placement 'spread' needs three nodes with {p.party_cpus:g} CPUs each; "
                                  f"the nodes have {cpus}")
 
 
 def embedded_cpus(points: list[PointParams], parallel: int) -> int:
     """Logical CPUs an embedded Ray needs to hold `parallel` of the largest points at once."""
-    need = max(sum(b["CPU"] for b in _bundles(p)[0]) for p in points)
+    need = max(reservation(p).cpus for p in points)
     return max(int(need * parallel + 0.999), 1)
 
 
@@ -101,10 +92,8 @@ def run_sweep(spec_path: Path, out: Path, address: str | None = None, parallel: 
               console: Console | None = None) -> SweepSummary:
     import ray
     from ray.util.placement_group import placement_group, remove_placement_group
-    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
     from ..cluster import start_or_join
-    from .point import DRIVER_BUNDLE, execute
+    from .point import execute
     from .references import start_board
 
     console = console or Console()
@@ -148,14 +137,9 @@ def run_sweep(spec_path: Path, out: Path, address: str | None = None, parallel: 
             while queue or pending:
                 while queue and len(pending) < limit:
                     p = queue.pop(0)
-                    bundles, strategy = _bundles(p)
-                    group = placement_group(bundles, strategy=strategy)
-                    # spread: the point's own task only waits on its parties; it needs no CPU of its own
-                    opts: dict[str, Any] = {"num_cpus": DRIVER_CPUS if p.placement == "pack" else 0}
-                    if p.placement == "pack":
-                        opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
-                            placement_group=group, placement_group_bundle_index=DRIVER_BUNDLE)
-                    ref = remote_execute.options(**opts).remote(p.model_dump(), group, reporter, board)
+                    r = reservation(p)
+                    group = placement_group(r.bundles, strategy=r.strategy)
+                    ref = remote_execute.options(**r.task_options(group)).remote(p.model_dump(), group, reporter, board)
                     pending[ref] = (p, group, time.perf_counter())
                     bars[p.point_id] = bar.add_task(f"  {_label(p)}", total=p.steps)
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
