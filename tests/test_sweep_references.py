@@ -25,9 +25,11 @@ def test_key_ignores_network_seed_and_steps_but_not_the_program():
     assert len({reference_key(p) for p in [base, *other]}) == 1 + len(other)
 
 
-def _measurer(calls: list[str], name: str, fail: bool = False, seconds: float = 1.0):
+def _measurer(calls: list[str], name: str, fail: bool = False, seconds: float = 1.0, started=None):
     def measure():
         calls.append(name)
+        if started is not None:
+            started.set()
         time.sleep(seconds)
         if fail:
             raise RuntimeError(f"{name} could not measure")
@@ -35,19 +37,24 @@ def _measurer(calls: list[str], name: str, fail: bool = False, seconds: float = 
     return measure
 
 
-def _concurrently(board, key: str, measurers: dict, block: bool = True) -> dict:
+def _concurrently(board, key: str, first: tuple[str, dict], others: dict, block: bool = True) -> dict:
+    """`first` asks alone; the others ask once it is measuring (so who measures is certain)."""
     got: dict = {}
 
-    def run(name):
+    def run(name, measure):
         try:
-            got[name] = obtain(board, key, measurers[name], block=block)
+            got[name] = obtain(board, key, measure, block=block)
         except RuntimeError as exc:
             got[name] = exc
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in measurers]
-    for t in threads:
+    name, kwargs = first
+    started = threading.Event()
+    threads = [threading.Thread(target=run, args=(name, _measurer(**kwargs, started=started)))]
+    threads[0].start()
+    assert started.wait(60), "the first asker never started measuring"
+    threads += [threading.Thread(target=run, args=(n, m)) for n, m in others.items()]
+    for t in threads[1:]:
         t.start()
-        time.sleep(0.2)  # a definite first asker
     for t in threads:
         t.join(60)
     return got
@@ -56,12 +63,14 @@ def _concurrently(board, key: str, measurers: dict, block: bool = True) -> dict:
 def test_first_asker_measures_and_the_others_reuse_it(ray_ready):
     board = start_board([])
     calls: list[str] = []
-    got = _concurrently(board, "k", {n: _measurer(calls, n) for n in ("a", "b", "c")})
+    got = _concurrently(board, "k", ("a", {"calls": calls, "name": "a"}),
+                        {n: _measurer(calls, n) for n in ("b", "c")})
     assert calls == ["a"]
     assert all(g["measured_by"] == "a" for g in got.values())
     # a point that does not block (its shaped run comes first) gets None while it is being measured
     other: list[str] = []
-    slow = _concurrently(board, "k2", {"d": _measurer(other, "d", seconds=3), "e": _measurer(other, "e")}, block=False)
+    slow = _concurrently(board, "k2", ("d", {"calls": other, "name": "d", "seconds": 5}),
+                         {"e": _measurer(other, "e")}, block=False)
     assert other == ["d"] and slow["e"] is None and slow["d"]["measured_by"] == "d"
     assert obtain(board, "k2", _measurer(other, "f"))["measured_by"] == "d" and other == ["d"]
     ray.kill(board)
@@ -70,10 +79,10 @@ def test_first_asker_measures_and_the_others_reuse_it(ray_ready):
 def test_a_failed_measurer_hands_over_to_the_next_point(ray_ready):
     board = start_board([])
     calls: list[str] = []
-    got = _concurrently(board, "k", {"a": _measurer(calls, "a", fail=True), "b": _measurer(calls, "b"),
-                                     "c": _measurer(calls, "c")})
+    got = _concurrently(board, "k", ("a", {"calls": calls, "name": "a", "fail": True}),
+                        {"b": _measurer(calls, "b"), "c": _measurer(calls, "c")})
     assert isinstance(got["a"], RuntimeError)
-    assert calls[0] == "a" and len(calls) == 2  # exactly one of the waiters measured after a failed
+    assert calls[0] == "a" and len(calls) == 2  # exactly one of the others measured after a failed
     assert got["b"]["measured_by"] == got["c"]["measured_by"] == calls[1]
     ray.kill(board)
 
