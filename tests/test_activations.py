@@ -136,3 +136,19 @@ def test_unknown_policy_names_what_exists():
             pass
     with pytest.raises(KeyError, match="registered"):
         acts.resolve({"silu": "magic"})
+
+
+def test_stock_undoes_a_swap_for_plaintext_references():
+    import flax.linen as fnn
+
+    x = jnp.linspace(-8, 8, 101)
+    exact_silu = np.asarray(jax.nn.silu(x))
+    with acts.use("cipherdm"):
+        swapped = np.asarray(jax.nn.silu(x))
+        with acts.stock():
+            assert np.array_equal(np.asarray(jax.nn.silu(x)), exact_silu)
+            assert np.array_equal(np.asarray(fnn.silu(x)), exact_silu)
+            assert np.abs(np.asarray(jax.nn.softmax(x)) - exact("softmax", np.asarray(x))).max() < 1e-6
+            assert np.abs(np.asarray(acts.current("mish")(x)) - exact("mish", np.asarray(x))).max() < 1e-5
+        assert np.array_equal(np.asarray(jax.nn.silu(x)), swapped)  # the swap is back
+    assert np.abs(swapped - exact_silu).max() > 0.04  # cipherdm's SiLU really was swapped in

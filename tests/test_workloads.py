@@ -106,3 +106,19 @@ def test_cost_by_layer_kind_accounts_for_the_whole_step(aby3, tiny):
     assert abs(kinds["other"]["send_actions"]) <= 0.02 * total.send_actions
     # one SiLU after each GroupNorm outside attention, one in the time MLP, one of the shared embedding
     assert sum(c.kind == "activation" for c in calls) == sum(c.name == "GroupNorm" for c in calls) + 2
+
+
+def test_workload_plaintext_reference_uses_the_models_own_activations(aby3):
+    """Quality is measured against the real model: the plaintext sample does not depend on which
+    implementation the secure run used (it would if it ran with the swapped-in approximations)."""
+    from workloads.registry import WorkloadOptions, run_workload
+
+    opts = WorkloadOptions(steps=1, breakdown=False)
+    plains, secures = [], []
+    for impl in ("cipherdm", "raympc"):
+        with acts.use(impl):
+            r = run_workload("tiny-mnist", aby3, opts)
+        plains.append(r.plain)
+        secures.append(r.secure)
+    assert np.array_equal(plains[0], plains[1])
+    assert not np.array_equal(secures[0], secures[1])

@@ -1,7 +1,8 @@
 """The workloads `raympc sample` and `raympc sweep` can run, by name.
 
-Each runs secure sampling on a session next to plaintext sampling from the same secret inputs and
-returns a `WorkloadResult`: per-step and total cost, the cost by layer kind (optional, about one more
+Each runs secure sampling on a session next to plaintext sampling from the same secret inputs
+(always with the model's own activations, whatever `raympc.activations.use` swapped in, so quality
+counts approximation error as well as fixed-point error) and returns a `WorkloadResult`: per-step and total cost, the cost by layer kind (optional, about one more
 step), and quality against plaintext.
 
 - `ddim-mnist`, `ddpm-mnist`: the shipped class-conditional MNIST U-Net. DDPM with fewer steps
@@ -65,6 +66,8 @@ def _closeness(secure: np.ndarray, plain: np.ndarray) -> dict[str, Any]:
 
 
 def _run_mnist(session, opts: WorkloadOptions, on_step: OnStep | None, sampler: str, tiny: bool) -> WorkloadResult:
+    from raympc.activations import stock
+
     from . import quality, sampling
     from .diffusion import Schedule
     from .unet import UNetConfig, count_params, init_params
@@ -82,7 +85,8 @@ def _run_mnist(session, opts: WorkloadOptions, on_step: OnStep | None, sampler: 
     plan = sampling.plan_for(sampler, schedule, opts.steps, opts.eta)
     labels = np.arange(opts.batch) % cfg.classes
     inputs = sampling.SamplingInputs.draw(labels, plan, opts.seed)
-    plain = sampling.sample_plain(params, cfg, plan, inputs)
+    with stock():
+        plain = sampling.sample_plain(params, cfg, plan, inputs)
     run = sampling.sample_secure(session, params, cfg, plan, inputs, on_step=on_step)
     kinds = None
     if opts.breakdown:
@@ -97,6 +101,8 @@ def _run_mnist(session, opts: WorkloadOptions, on_step: OnStep | None, sampler: 
 
 
 def _run_sd(session, opts: WorkloadOptions, on_step: OnStep | None) -> WorkloadResult:
+    from raympc.activations import stock
+
     from . import sampling, sd_unet
     from .diffusion import Schedule, plan
 
@@ -109,7 +115,8 @@ def _run_sd(session, opts: WorkloadOptions, on_step: OnStep | None) -> WorkloadR
     noises = [rng.standard_normal(latent.shape).astype(np.float32) if c.c else np.zeros_like(latent) for c in steps]
     publics = [(np.full((opts.batch,), c.t, np.int32), np.asarray([c.a, c.b, c.c], np.float32)) for c in steps]
     step = sd_unet.step_function(s)
-    plain = sampling.run_plain(step, params, latent, text, noises, publics)
+    with stock():
+        plain = sampling.run_plain(step, params, latent, text, noises, publics)
     run = sampling.run_secure(session, step, params, latent, text, noises, publics, [c.t for c in steps], on_step)
     per_step, compile_s, secure = run.per_step, run.compile_s, run.images
     kinds = None

@@ -2,14 +2,15 @@
 
 Implementations: `spu-direct` (the stock JAX functions), `puma` (PUMA's piecewise forms),
 `cipherdm` (CipherDM's published forms, flaws included) and `raympc` (ours, see ours.py).
-`raympc.activations.use(...)` swaps them into unmodified models.
+`raympc.activations.use(...)` swaps them into unmodified models; `stock()` undoes a swap for a
+plaintext reference.
 """
 
 from . import cipherdm, ours, puma, spu_direct  # noqa: F401 - registers the implementations
-from .policy import current, resolve, use
+from .policy import current, resolve, stock, use
 from .registry import ACTIVATIONS, REGISTRY, Implementation, get, implementations
 from .store import register_stored_fits
 
 register_stored_fits()
 
-__all__ = ["use", "current", "resolve", "get", "implementations", "Implementation", "REGISTRY", "ACTIVATIONS"]
+__all__ = ["use", "stock", "current", "resolve", "get", "implementations", "Implementation", "REGISTRY", "ACTIVATIONS"]

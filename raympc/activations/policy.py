@@ -65,9 +65,46 @@ def resolve(policy: str | dict[str, str]) -> dict[str, str]:
     return dict(policy)
 
 
+_pristine: list[tuple[object, str, object]] = []
+
+
+def _stock_bindings() -> list[tuple[object, str, object]]:
+    """What models find before any swap (every swap goes through `use`, which calls this first)."""
+    import flax.linen as nn
+    import flax.linen.activation as act
+
+    with _lock:
+        if not _pristine:
+            _pristine.extend((mod, attr, getattr(mod, attr)) for mod in (jax.nn, nn, act)
+                             for attr in ("silu", "swish", "softmax", "gelu") if hasattr(mod, attr))
+        return list(_pristine)
+
+
+@contextlib.contextmanager
+def stock() -> Iterator[None]:
+    """The model's own activations, even inside a `use`: plaintext references run with these, so
+    that quality against plaintext counts an implementation's approximation error, not only its
+    fixed-point error (mish, which jax/flax lack, falls back to its exact formula)."""
+    pristine = _stock_bindings()
+    with _lock:
+        saved = [(mod, attr, getattr(mod, attr)) for mod, attr, _ in pristine]
+        marker: dict[str, str] = {}
+        try:
+            for mod, attr, fn in pristine:
+                setattr(mod, attr, fn)
+            _active.append(marker)
+            yield
+        finally:
+            if _active and _active[-1] is marker:
+                _active.pop()
+            for mod, attr, fn in saved:
+                setattr(mod, attr, fn)
+
+
 @contextlib.contextmanager
 def use(policy: str | dict[str, str]) -> Iterator[dict[str, str]]:
     mapping = resolve(policy)
+    _stock_bindings()
     with _lock:
         saved = []
         try:
