@@ -228,9 +228,10 @@ def up(nodes: int = 3, cpus_per_node: int = 1, mode: str = "auto", cpu_share_cor
                     state.cgroups.append(group)
                     state.save()
                 preexec = _enter_node(f"{NETNS_PREFIX}{i}" if mode == "netns" else None, group)
+                # `--temp-dir` is head-only; without RAY_TMPDIR the nodes would leave sessions in /tmp/ray
                 procs.append(_ray_start([f"--address={state.gcs_address}", f"--node-ip-address={state.node_ips[i - 1]}",
                                          f"--num-cpus={cpus_per_node}", f"--resources={resources}"],
-                                        env, preexec, log))
+                                        {**env, "RAY_TMPDIR": head_dir}, preexec, log))
                 _record(state, procs)
                 _wait_for_node_count(i + 1, procs)
         _record(state, procs)  # raylets, agents and workers started since
