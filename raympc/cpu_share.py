@@ -92,10 +92,3 @@ def remove(path: Path | str, wait_s: float = 10.0) -> bool:
                 raise
             time.sleep(0.2)
 
-
-def throttled_s(path: Path | str) -> float:
-    """Seconds the group's processes were held back by the quota (cpu.stat)."""
-    stats = dict(line.split() for line in (Path(path) / "cpu.stat").read_text().splitlines() if line.strip())
-    if "throttled_usec" in stats:  # v2
-        return int(stats["throttled_usec"]) / 1e6
-    return int(stats.get("throttled_time", 0)) / 1e9  # v1: nanoseconds

@@ -39,9 +39,12 @@ class RunCost:
     max_rank_send_actions: float
     network: str = "unshaped"  # the profile the run was measured under
 
+    # the run figures (per step or per run) a cost is built from
+    FIELDS = ("time_s", "max_rank_send_bytes", "max_rank_send_actions")
+
     @classmethod
     def from_dict(cls, d: dict[str, Any], network: str | None = None) -> "RunCost":
-        missing = [k for k in ("time_s", "max_rank_send_bytes", "max_rank_send_actions") if k not in d]
+        missing = [k for k in cls.FIELDS if k not in d]
         if missing:
             raise ValueError(f"run figures lack {missing}; rerun with this raympc version "
                              "(they are recorded per step since the analytic model landed)")

@@ -38,7 +38,7 @@ def _runs(path: Path, point: str | None) -> list[tuple[str, RunCost, int]]:
     if not steps:
         raise ConfigError(f"{path} has no per-step figures")
     network = d.get("network", {}).get("profile") or "unshaped"
-    keys = ("time_s", "max_rank_send_bytes", "max_rank_send_actions")
+    keys = RunCost.FIELDS
     try:
         mean = {k: sum(s[k] for s in steps) / len(steps) for k in keys}
         cost = RunCost.from_dict(mean, network=network)

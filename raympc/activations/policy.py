@@ -65,61 +65,34 @@ def resolve(policy: str | dict[str, str]) -> dict[str, str]:
     return dict(policy)
 
 
+def _gelu_modules() -> tuple[object, ...]:
+    import flax.linen as nn
+    import flax.linen.activation as act
+
+    return (jax.nn, nn, act)
+
+
 _pristine: list[tuple[object, str, object]] = []
 
 
 def _stock_bindings() -> list[tuple[object, str, object]]:
     """What models find before any swap (every swap goes through `use`, which calls this first)."""
-    import flax.linen as nn
-    import flax.linen.activation as act
-
     with _lock:
         if not _pristine:
-            _pristine.extend((mod, attr, getattr(mod, attr)) for mod in (jax.nn, nn, act)
-                             for attr in ("silu", "swish", "softmax", "gelu") if hasattr(mod, attr))
+            names = [(mod, attr) for mod, attr, _ in _targets()] + [(mod, "gelu") for mod in _gelu_modules()]
+            _pristine.extend((mod, attr, getattr(mod, attr)) for mod, attr in names)
         return list(_pristine)
 
 
 @contextlib.contextmanager
-def stock() -> Iterator[None]:
-    """The model's own activations, even inside a `use`: plaintext references run with these, so
-    that quality against plaintext counts an implementation's approximation error, not only its
-    fixed-point error (mish, which jax/flax lack, falls back to its exact formula)."""
-    pristine = _stock_bindings()
-    with _lock:
-        saved = [(mod, attr, getattr(mod, attr)) for mod, attr, _ in pristine]
-        marker: dict[str, str] = {}
-        try:
-            for mod, attr, fn in pristine:
-                setattr(mod, attr, fn)
-            _active.append(marker)
-            yield
-        finally:
-            if _active and _active[-1] is marker:
-                _active.pop()
-            for mod, attr, fn in saved:
-                setattr(mod, attr, fn)
-
-
-@contextlib.contextmanager
-def use(policy: str | dict[str, str]) -> Iterator[dict[str, str]]:
-    mapping = resolve(policy)
-    _stock_bindings()
+def _bound(bindings: list[tuple[object, str, object]], mapping: dict[str, str]) -> Iterator[dict[str, str]]:
+    """Rebind (module, attribute) -> function and make `mapping` current, undoing both on exit."""
     with _lock:
         saved = []
         try:
-            for mod, attr, activation in _targets():
-                if activation in mapping:
-                    saved.append((mod, attr, getattr(mod, attr)))
-                    setattr(mod, attr, get(activation, mapping[activation]).fn)
-            if "gelu_tanh" in mapping or "gelu_erf" in mapping:
-                import flax.linen as nn
-                import flax.linen.activation as act
-
-                gelu = _gelu_dispatch(mapping)
-                for mod in (jax.nn, nn, act):
-                    saved.append((mod, "gelu", getattr(mod, "gelu")))
-                    setattr(mod, "gelu", gelu)
+            for mod, attr, fn in bindings:
+                saved.append((mod, attr, getattr(mod, attr)))
+                setattr(mod, attr, fn)
             _active.append(mapping)
             yield mapping
         finally:
@@ -127,3 +100,25 @@ def use(policy: str | dict[str, str]) -> Iterator[dict[str, str]]:
                 _active.pop()
             for mod, attr, fn in reversed(saved):
                 setattr(mod, attr, fn)
+
+
+@contextlib.contextmanager
+def stock() -> Iterator[None]:
+    """The model's own activations, even inside a `use`: plaintext references run with these, so
+    that quality against plaintext counts an implementation's approximation error, not only its
+    fixed-point error (mish, which jax/flax lack, falls back to its exact formula)."""
+    with _bound(_stock_bindings(), {}):
+        yield
+
+
+@contextlib.contextmanager
+def use(policy: str | dict[str, str]) -> Iterator[dict[str, str]]:
+    mapping = resolve(policy)
+    _stock_bindings()
+    bindings = [(mod, attr, get(activation, mapping[activation]).fn)
+                for mod, attr, activation in _targets() if activation in mapping]
+    if "gelu_tanh" in mapping or "gelu_erf" in mapping:
+        gelu = _gelu_dispatch(mapping)
+        bindings += [(mod, "gelu", gelu) for mod in _gelu_modules()]
+    with _bound(bindings, mapping):
+        yield mapping

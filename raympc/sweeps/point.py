@@ -89,11 +89,12 @@ def _measure_reference(params: PointParams, placement, opts) -> dict[str, Any]:
 
     from workloads.registry import run_workload
 
+    from ..netmodel import RunCost
+
     reference = replace(opts, steps=REFERENCE_STEPS, breakdown=False)
     steps = _in_session(params, placement, None, lambda session: run_workload(params.workload, session, reference)).per_step
     ref = min(steps, key=lambda s: s["time_s"])
-    return {k: ref[k] for k in ("time_s", "max_rank_send_bytes", "max_rank_send_actions")} | {
-        "measured_by": params.point_id}
+    return {k: ref[k] for k in RunCost.FIELDS} | {"measured_by": params.point_id}
 
 
 def _prediction(params: PointParams, reference: dict[str, Any]) -> dict[str, Any]:
@@ -103,7 +104,7 @@ def _prediction(params: PointParams, reference: dict[str, Any]) -> dict[str, Any
     cost = RunCost.from_dict(reference, network="unshaped")
     predicted = Calibration.load().predict(cost, params.profile)
     out: dict[str, Any] = {
-        "reference_step": {k: reference[k] for k in ("time_s", "max_rank_send_bytes", "max_rank_send_actions")},
+        "reference_step": {k: reference[k] for k in RunCost.FIELDS},
         "reference_measured_by": reference["measured_by"],
         "predicted": {k: v * params.steps if k.endswith("_s") else v for k, v in predicted.items()},
     }
