@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import jax.numpy as jnp
+import numpy as np
 
 
 def bit(pred) -> jnp.ndarray:
@@ -100,4 +101,46 @@ def row_max(x, axis: int = -1):
         a, b = x[..., :half], x[..., half:2 * half]
         m = jnp.where(a > b, a, b)
         x = jnp.concatenate([m, x[..., 2 * half:]], axis=-1) if n % 2 else m
+    return jnp.moveaxis(x, -1, axis)
+
+
+def powers(m, degree: int) -> list:
+    """[m, m^2, ..., m^degree] in ceil(log2(degree)) multiplies: each round multiplies the highest
+    power so far by all lower ones in one op (SPU pays rounds per op, not per element)."""
+    out = [m]
+    while len(out) < degree:
+        top = out[-1]
+        lower = out[: min(len(out), degree - len(out))]
+        more = top[..., None] * jnp.stack(lower, axis=-1)
+        out += [more[..., i] for i in range(len(lower))]
+    return out
+
+
+def row_max_tournament(x, axis: int = -1, fan_in: int = 4):
+    """max along `axis` in log_fan_in(n) rounds of comparisons instead of log2(n).
+
+    Each group of `fan_in` compares all its pairs at once; the element that beats the others (ties
+    go to the lower index, so exactly one wins) is picked by a one-hot integer dot. Costs
+    (fan_in - 1) / 2 comparisons per element and level, against the pairwise tree's one.
+    """
+    x = jnp.moveaxis(x, axis, -1)
+    pairs = [(i, j) for i in range(fan_in) for j in range(i + 1, fan_in)]
+    first = np.array([i for i, _ in pairs])
+    second = np.array([j for _, j in pairs])
+    while x.shape[-1] > 1:
+        n = x.shape[-1]
+        groups = -(-n // fan_in)
+        if groups * fan_in != n:
+            # pad with a value below any logit; it never wins against a real entry
+            pad = jnp.full(x.shape[:-1] + (groups * fan_in - n,), -(2.0 ** 24), x.dtype)
+            x = jnp.concatenate([x, pad], axis=-1)
+        g = x.reshape(x.shape[:-1] + (groups, fan_in))
+        less = g[..., first] < g[..., second]  # (…, pairs): x_i < x_j for i < j
+        # i beats j (j > i) when not x_i < x_j; i beats j (j < i) when x_j < x_i
+        beats = []
+        for i in range(fan_in):
+            terms = [~less[..., p] if a == i else less[..., p] for p, (a, b) in enumerate(pairs) if i in (a, b)]
+            beats.append(jnp.stack(terms, axis=-1))
+        wins = bit(jnp.all(jnp.stack(beats, axis=-2), axis=-1))  # (…, groups, fan_in) one-hot
+        x = jnp.sum(wins * g, axis=-1)
     return jnp.moveaxis(x, -1, axis)

@@ -18,6 +18,13 @@ def _softmax(v: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
+def _group_norm(v: np.ndarray, num_groups: int = 32, epsilon: float = 1e-6) -> np.ndarray:
+    g = v.reshape(v.shape[0], -1, num_groups, v.shape[-1] // num_groups)
+    mean = g.mean(axis=(1, 3), keepdims=True)
+    var = g.var(axis=(1, 3), keepdims=True)
+    return ((g - mean) / np.sqrt(var + epsilon)).reshape(v.shape)
+
+
 EXACT: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "silu": lambda v: v * _sigmoid(v),
     "mish": lambda v: v * np.tanh(np.logaddexp(0.0, v)),
@@ -25,6 +32,8 @@ EXACT: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "gelu_erf": _gelu_erf,
     "exp": np.exp,
     "softmax": _softmax,
+    "rsqrt": lambda v: 1.0 / np.sqrt(v),
+    "groupnorm": _group_norm,  # 32 groups, no scale or bias: what the registered functions default to
 }
 
 

@@ -2,7 +2,9 @@
 
 `with use("cipherdm"): ...` (or `use({"silu": "cipherdm", "softmax": "spu-direct"})`) rebinds the
 module attributes models look up at call time: `jax.nn.{silu,swish,softmax,gelu}` and their
-`flax.linen` re-exports, which diffusers' Flax U-Net also calls through. Only activations the
+`flax.linen` re-exports, `jax.lax.rsqrt` (flax's norms call it) and `flax.linen.GroupNorm`
+(replaced by a same-named module that calls the current `groupnorm`); diffusers' Flax U-Net
+looks all of them up the same way. Only activations the
 chosen implementation provides are swapped. raympc traces every program afresh and keys its
 cache by the traced program, so a swap always reaches the compiled SPU program; the tests
 assert that it does.
@@ -36,7 +38,16 @@ def _targets() -> list[tuple[object, str, str]]:
 
     pairs = [("silu", "silu"), ("swish", "silu"), ("softmax", "softmax")]
     targets = [(mod, attr, a) for mod in (jax.nn, nn, act) for attr, a in pairs if hasattr(mod, attr)]
-    return targets
+    return targets + [(jax.lax, "rsqrt", "rsqrt"), (nn, "GroupNorm", "groupnorm")]
+
+
+def _binding(activation: str, impl: str):
+    """What a target is rebound to: the function, or for GroupNorm the module that calls it."""
+    if activation == "groupnorm":
+        from .flax_modules import GroupNorm
+
+        return GroupNorm
+    return get(activation, impl).fn
 
 
 def _gelu_dispatch(mapping: dict[str, str]):
@@ -115,7 +126,7 @@ def stock() -> Iterator[None]:
 def use(policy: str | dict[str, str]) -> Iterator[dict[str, str]]:
     mapping = resolve(policy)
     _stock_bindings()
-    bindings = [(mod, attr, get(activation, mapping[activation]).fn)
+    bindings = [(mod, attr, _binding(activation, mapping[activation]))
                 for mod, attr, activation in _targets() if activation in mapping]
     if "gelu_tanh" in mapping or "gelu_erf" in mapping:
         gelu = _gelu_dispatch(mapping)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-ACTIVATIONS = ("silu", "mish", "gelu_tanh", "gelu_erf", "softmax", "exp")
+ACTIVATIONS = ("silu", "mish", "gelu_tanh", "gelu_erf", "softmax", "exp", "rsqrt", "groupnorm")
+# Functions of one element each; softmax works on rows and groupnorm on (batch, ..., channels).
+ELEMENTWISE = ("silu", "mish", "gelu_tanh", "gelu_erf", "exp", "rsqrt")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """`spu-direct`: the stock JAX functions as SPU compiles them (exp and reciprocal inside).
 
-Captured at import, before any policy can patch `jax.nn`, so they always mean the stock forms.
+Captured at import, before any policy can patch `jax.nn`, `jax.lax.rsqrt` or flax's GroupNorm,
+so they always mean the stock forms.
 Which exp SPU uses (Taylor by default, Pade as CipherDM's baseline) is a runtime setting:
 `SpuConfig(exp_mode="pade")`.
 """
@@ -16,6 +17,7 @@ _silu = jax.nn.silu
 _softmax = jax.nn.softmax
 _gelu = jax.nn.gelu
 _softplus = jax.nn.softplus
+_rsqrt = jax.lax.rsqrt
 
 
 @register("silu", "spu-direct", 5e-3, (-16, 16), "x * sigmoid(x): exp and a reciprocal per element")
@@ -50,3 +52,19 @@ def softmax(x, axis=-1, where=None, initial=None):
 @register("exp", "spu-direct", None, (-14, 0), "jnp.exp: SPU's Taylor (default) or Pade exp")
 def exp(x):
     return jnp.exp(x)
+
+
+@register("rsqrt", "spu-direct", None, (0.0625, 1024.0), "jax.lax.rsqrt: SPU's rsqrt")
+def rsqrt(v):
+    return _rsqrt(v)
+
+
+@register("groupnorm", "spu-direct", None, (-4, 4),
+          "flax.linen.GroupNorm's own maths: E[x^2] - E[x]^2 clamped at 0, then rsqrt")
+def groupnorm(x, num_groups: int = 32, scale=None, bias=None, epsilon: float = 1e-6):
+    from .flax_modules import FLAX_GROUP_NORM
+
+    params = {k: v for k, v in (("scale", scale), ("bias", bias)) if v is not None}
+    module = FLAX_GROUP_NORM(num_groups=num_groups, epsilon=epsilon,
+                             use_scale=scale is not None, use_bias=bias is not None)
+    return module.apply({"params": params}, x)

@@ -24,6 +24,7 @@ from .output import pyplot, write_results
 
 ELEMENTS = 65536
 SOFTMAX_ROW = 128
+GROUPNORM_SHAPE = (16, 64)  # (positions, channels) per sample; 32 groups of 2 channels
 NETWORKS = ("unshaped", "wan")
 
 
@@ -32,6 +33,10 @@ def _inputs(impl: acts.Implementation, n: int) -> np.ndarray:
     if impl.activation == "softmax":
         rng = np.random.default_rng(0)
         return rng.uniform(lo, hi, (n // SOFTMAX_ROW, SOFTMAX_ROW)).astype(np.float32)
+    if impl.activation == "groupnorm":
+        rng = np.random.default_rng(0)
+        shape = (n // int(np.prod(GROUPNORM_SHAPE)), *GROUPNORM_SHAPE)
+        return (rng.normal(0, 2, shape) + rng.normal(0, 1, shape[-1])).astype(np.float32)
     return np.linspace(lo, hi, n, dtype=np.float32)
 
 
@@ -94,7 +99,8 @@ def bench_activations(elements: int = ELEMENTS, out: Path | None = None, console
         r["bytes_vs_direct_taylor"] = r["bytes_per_elem"] / base[(r["activation"], "taylor")]
         r["bytes_vs_direct_pade"] = r["bytes_per_elem"] / base[(r["activation"], "pade")]
 
-    table = Table(title=f"secure activations, ABY3 FM64, {elements:,} elements (softmax: rows of {SOFTMAX_ROW})")
+    table = Table(title=f"secure activations, ABY3 FM64, {elements:,} elements (softmax: rows of {SOFTMAX_ROW}; "
+                        f"groupnorm: samples of {GROUPNORM_SHAPE[0]} positions x {GROUPNORM_SHAPE[1]} channels)")
     time_cols = [f"s {n}" for n in networks]
     cols = ["activation", "impl", "exp", "rank-0 B/elem", "B/elem/rank", "actions", *time_cols,
             "max err", "mean err"] + (["inputs max err"] if recorded else []) + ["vs direct taylor", "vs direct pade"]
