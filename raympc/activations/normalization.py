@@ -1,20 +1,23 @@
 """`raympc` normalisation: a reciprocal square root and a GroupNorm built for few rounds.
 
-Under a WAN link a secure step's time is mostly rounds (one one-way delay each), and a stock
-GroupNorm under SPU takes about 88 of them, 52 in SPU's `rsqrt` alone (measured with
-`raympc bench activations` under `wan`). The pieces here:
+Under a WAN link a secure step's time is mostly dependent messages (one one-way delay each). On a
+latency-only link (10 Gbit/s, 20 ms one way), time over the delay gives ~86 of them for flax's
+GroupNorm under SPU (its variance clamp alone is a comparison, ~8.5) and ~52 for SPU's `rsqrt`;
+in the MNIST U-Net's step under `wan` with stock forms, GroupNorm took 25.5 s of 81.7
+(`workloads/specs/wan-step.yaml`).
+The pieces here:
 
 - `rsqrt(v)`: one comparison of v against every power of two 2^k (k in [LO, HI)) at once gives
   v's octave j as a one-hot int tensor; public tables give 2^-j and 2^(-j/2), so m = v 2^-j lies
   in [1, 2); a quartic (powers m^2, then m^3 and m^4 in one multiply) gives m^-1/2 to 1.7e-4
-  relative, times 2^(-j/2). About 30 rounds instead of 52. The tables are exact powers of two
+  relative, times 2^(-j/2). About 28 delays instead of 52. The tables are exact powers of two
   down to 2^-18, SPU's fixed-point resolution, hence HI = 18. Inputs in [-2^LO, 2^LO) (a
   variance of zero, or slightly negative from fixed-point round-off) give a large finite value,
   at most 2^(-LO/2) p(-1) ~ 712, instead of rsqrt's blow-up, so GroupNorm needs no clamp of the
   variance (flax's costs a comparison); its centred input is ~0 there anyway.
 - `group_norm`: the statistics in two multiplies (x^2 and the mean's 1/n in one, then mean^2
-  and E[x^2]'s 1/n in one), the octave tables, then m and R*gamma in one multiply: about 40
-  rounds instead of 88, with the same bytes within 10%. A 2-D matmul would give the sum of
+  and E[x^2]'s 1/n in one), the octave tables, then m and R*gamma in one multiply: about 38
+  delays instead of 86 (35 send actions per rank instead of 73), bytes within 10% of flax's. A 2-D matmul would give the sum of
   squares for almost no bytes, but SPU's matmul with a long contraction (3,136) costs ~0.8 s of
   compute here, more than the bytes it saves take on a 400 Mbit/s link.
 """
@@ -35,7 +38,7 @@ RECIPROCAL_DEGREE = 5
 
 @lru_cache(maxsize=None)
 def rsqrt_coefficients(degree: int = RSQRT_DEGREE) -> tuple[float, ...]:
-    """m^-1/2 on [1, 2], weighted least squares on Chebyshev nodes for relative error (deterministic)."""
+    """m^-1/2 on [1, 2]: least squares in the Chebyshev basis, weighted for relative error (deterministic)."""
     m = np.linspace(1.0, 2.0, 4001)
     f = m ** -0.5
     fit = np.polynomial.chebyshev.Chebyshev.fit(m, f, degree, w=1.0 / f)

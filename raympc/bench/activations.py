@@ -24,7 +24,7 @@ from .output import pyplot, write_results
 
 ELEMENTS = 65536
 SOFTMAX_ROW = 128
-GROUPNORM_SHAPE = (16, 64)  # (positions, channels) per sample; 32 groups of 2 channels
+GROUPNORM_SHAPE = (256, 64)  # (positions, channels) per sample: 32 groups of 512 values, as in U-Nets
 NETWORKS = ("unshaped", "wan")
 
 
