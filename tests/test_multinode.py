@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
+
 import numpy as np
 import pytest
 import ray
@@ -10,19 +15,37 @@ from ray.cluster_utils import Cluster
 from raympc import PartySpec, PlacementError, Session
 
 
+@contextlib.contextmanager
+def private_ray_tmpdir():
+    """Ray sessions of `cluster_utils.Cluster` nodes under a directory of our own, removed after,
+    instead of the machine-wide /tmp/ray (its nodes ignore a head-only `--temp-dir`)."""
+    path = tempfile.mkdtemp(prefix="rmpc-mn-")  # short: Ray's socket paths live under it
+    old = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = path
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = old
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def three_nodes():
     if ray.is_initialized():
         ray.shutdown()  # the shared embedded instance; tests after this one start it again
-    # Each node carries a party label (custom resource); the last one declares a (logical) GPU.
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {"party0": 1}})
-    cluster.add_node(num_cpus=1, resources={"party1": 1})
-    cluster.add_node(num_cpus=1, num_gpus=1, resources={"party2": 1})
-    cluster.wait_for_nodes()
-    yield cluster
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster.shutdown()
+    with private_ray_tmpdir():
+        # Each node carries a party label (custom resource); the last one declares a (logical) GPU.
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {"party0": 1}})
+        cluster.add_node(num_cpus=1, resources={"party1": 1})
+        cluster.add_node(num_cpus=1, num_gpus=1, resources={"party2": 1})
+        cluster.wait_for_nodes()
+        yield cluster
+        if ray.is_initialized():
+            ray.shutdown()
+        cluster.shutdown()
 
 
 def test_spread_puts_each_party_on_its_own_node(three_nodes, rng):
@@ -59,11 +82,12 @@ def test_explicit_label_nobody_offers(three_nodes):
 
 
 def test_spread_needs_three_nodes(rng):
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 3})
-    try:
-        with pytest.raises(PlacementError, match="needs 3 nodes, one per party; the cluster has 1"):
-            Session(placement="spread", address=cluster.address).open()
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        cluster.shutdown()
+    with private_ray_tmpdir():
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 3})
+        try:
+            with pytest.raises(PlacementError, match="needs 3 nodes, one per party; the cluster has 1"):
+                Session(placement="spread", address=cluster.address).open()
+        finally:
+            if ray.is_initialized():
+                ray.shutdown()
+            cluster.shutdown()
