@@ -92,18 +92,6 @@ def public_dot(terms: Sequence, weights) -> jnp.ndarray:
     return jnp.stack(terms, axis=-1) @ jnp.asarray(weights, dtype=jnp.float32)
 
 
-def row_max(x, axis: int = -1):
-    """max along `axis` by a pairwise tree (60 per comparison, n - 1 comparisons per row)."""
-    x = jnp.moveaxis(x, axis, -1)
-    while x.shape[-1] > 1:
-        n = x.shape[-1]
-        half = n // 2
-        a, b = x[..., :half], x[..., half:2 * half]
-        m = jnp.where(a > b, a, b)
-        x = jnp.concatenate([m, x[..., 2 * half:]], axis=-1) if n % 2 else m
-    return jnp.moveaxis(x, -1, axis)
-
-
 def powers(m, degree: int) -> list:
     """[m, m^2, ..., m^degree] in ceil(log2(degree)) multiplies: each round multiplies the highest
     power so far by all lower ones in one op (SPU pays rounds per op, not per element)."""
@@ -121,7 +109,7 @@ def row_max_tournament(x, axis: int = -1, fan_in: int = 4):
 
     Each group of `fan_in` compares all its pairs at once; the element that beats the others (ties
     go to the lower index, so exactly one wins) is picked by a one-hot integer dot. Costs
-    (fan_in - 1) / 2 comparisons per element and level, against the pairwise tree's one.
+    (fan_in - 1) / 2 comparisons per element and level, against a pairwise tree's one (fan_in=2).
     """
     x = jnp.moveaxis(x, axis, -1)
     pairs = [(i, j) for i in range(fan_in) for j in range(i + 1, fan_in)]

@@ -53,18 +53,16 @@ def reciprocal_coefficients(degree: int = RECIPROCAL_DEGREE) -> tuple[float, ...
     return tuple(float(c) for c in fit.convert(kind=np.polynomial.Polynomial).coef)
 
 
-def octave_tables(v, lo: int, hi: int, exponent: float):
-    """(2^-j, 2^(-j * exponent)) for v's octave j in [lo, hi), from one comparison of v against
-    every power of two at once; v below 2^lo counts as octave lo, above 2^hi as octave hi - 1."""
+def octave_tables(v, lo: int, hi: int, *exponents: float) -> tuple:
+    """2^(-j * e) for each exponent e, j being v's octave in [lo, hi), from one comparison of v
+    against every power of two at once; v below 2^lo counts as octave lo, above 2^hi as hi - 1."""
     ks = np.arange(lo + 1, hi, dtype=np.float64)
     above = blocks.bit(v[..., None] >= jnp.asarray(2.0 ** ks, jnp.float32))
     ones = jnp.ones(above.shape[:-1] + (1,), jnp.int32)
     edges = jnp.concatenate([ones, above, jnp.zeros_like(ones)], axis=-1)
     onehot = edges[..., :-1] - edges[..., 1:]
     js = np.arange(lo, hi, dtype=np.float64)
-    scale = jnp.sum(onehot * jnp.asarray(2.0 ** -js, jnp.float32), axis=-1)
-    factor = jnp.sum(onehot * jnp.asarray(2.0 ** (-js * exponent), jnp.float32), axis=-1)
-    return scale, factor
+    return tuple(jnp.sum(onehot * jnp.asarray(2.0 ** (-js * e), jnp.float32), axis=-1) for e in exponents)
 
 
 def _poly(m, coeffs):
@@ -73,17 +71,17 @@ def _poly(m, coeffs):
 
 
 def rsqrt(v):
-    scale, root = octave_tables(v, LO, HI, 0.5)
+    scale, root = octave_tables(v, LO, HI, 1.0, 0.5)
     return _poly(v * scale, rsqrt_coefficients()) * root
 
 
-def divide_rows(e, total, axis: int = -1, most: float | None = None):
-    """e / total for positive row sums total >= 1 (softmax's): the octave of each total, then
-    (total, e) times 2^-j in one multiply, then e times a quintic in the normalised total."""
+def divide_rows(e, total, axis: int = -1):
+    """e / total for positive row sums total >= 1 (softmax's, kept as a size-1 `axis`): the octave
+    of each total, then (total, e) times 2^-j in one multiply, then e times a quintic in the
+    normalised total. Totals up to the row length are normalised exactly."""
     e = jnp.moveaxis(e, axis, -1)
-    total = jnp.moveaxis(total, axis, -1)[..., 0] if total.ndim == e.ndim else total
-    hi = int(np.ceil(np.log2(most if most is not None else e.shape[-1]))) + 1
-    scale, _ = octave_tables(total, 0, hi, 1.0)
+    total = jnp.moveaxis(total, axis, -1)[..., 0]
+    (scale,) = octave_tables(total, 0, int(np.ceil(np.log2(e.shape[-1]))) + 1, 1.0)
     k = total.size
     both = jnp.concatenate([total.reshape(-1), e.reshape(-1)]) * \
         jnp.concatenate([scale.reshape(-1), jnp.broadcast_to(scale[..., None], e.shape).reshape(-1)])
@@ -107,7 +105,7 @@ def group_norm(x, num_groups: int = 32, scale=None, bias=None, epsilon: float = 
     # one multiply: E[x^2] = S2 / n and mean^2
     second = jnp.concatenate([s2, mean]) * jnp.concatenate([inv_n, mean])
     var = (second[:k] - second[k:] + epsilon).reshape(b, num_groups)
-    octave, root = octave_tables(var, LO, HI, 0.5)
+    octave, root = octave_tables(var, LO, HI, 1.0, 0.5)
     gamma = jnp.ones((c,), jnp.float32) if scale is None else scale
     root_b = jnp.broadcast_to(root[..., None], (b, num_groups, gs))
     gamma_b = jnp.broadcast_to(gamma.reshape(num_groups, gs), (b, num_groups, gs))
