@@ -69,12 +69,10 @@ class SignSplitFit:
         u = blocks.clamp_above(v, self.limit) - self.limit / 2
         if self.symmetric:
             return relu + blocks.horner(u, self.coeffs_pos[0])
-        # Both sides (and every piece) from shared powers of u, one public dot each: SPU pays one
-        # truncation per dot, but a matrix product with several columns costs over twice that.
-        powers = [u]
-        while len(powers) < self.degree:
-            k = len(powers) + 1
-            powers.append(powers[(k + 1) // 2 - 1] * powers[k // 2 - 1])
+        # Both sides (and every piece) from shared powers of u (ceil(log2 degree) multiply rounds),
+        # one public dot each: SPU pays one truncation per dot, but a matrix product with several
+        # columns costs over twice that.
+        powers = blocks.powers(u, self.degree)
         same = self.coeffs_neg == self.coeffs_pos and self.limit_neg == self.limit_pos
         polys = self.coeffs_pos if same else (*self.coeffs_neg, *self.coeffs_pos)
         values = [blocks.public_dot(powers, c[1:]) + c[0] for c in polys]
