@@ -45,6 +45,8 @@ def _sweep(spec: Path, out: Path, *extra: str, timeout: float = 900) -> subproce
     ({"grid": {"steps": []}}, ["grid.steps: empty list"]),
     ({"variants": [{"activation": "x"}]}, ["variants[0]: unknown field 'activation'"]),
     ({"gird": {"steps": [1]}}, ["unknown field 'gird'", "'grid'"]),
+    ({"base": {"workload": "ddpm-mnist-mish", "eta": 0.5}}, ["eta applies to DDIM", "ddpm-mnist-mish"]),
+    ({"base": {"workload": "mnist-gelu"}}, ["workload", "'ddim-mnist-mish'", "'tiny-mnist'"]),
 ])
 def test_bad_spec_fields_are_named_with_their_allowed_values(tmp_path, body, must_say):
     with pytest.raises(SpecError) as err:

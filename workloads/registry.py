@@ -8,6 +8,8 @@ step), and quality against plaintext.
 - `ddim-mnist`, `ddpm-mnist`: the shipped class-conditional MNIST U-Net. DDPM with fewer steps
   than its 1000-step schedule samples ancestrally on an evenly strided subsequence (DDIM with
   eta = 1, which is DDPM's posterior on that subsequence).
+- `ddim-mnist-mish`, `ddpm-mnist-mish`: the same U-Net with Mish activations (the variant CipherDM
+  evaluates), trained by the same recipe and shipped as `ddpm-mnist-mish`.
 - `tiny-mnist`: a tiny random U-Net without attention on the same sampler (tests and CI; no
   classifier scores).
 - `sd-unet`: diffusers' Stable Diffusion U-Net at a named scale (`sd_unet.SCALES`), random
@@ -17,6 +19,7 @@ step), and quality against plaintext.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
@@ -43,6 +46,7 @@ class WorkloadResult:
     secure: np.ndarray
     plain: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
+    images: bool = True  # MNIST digits in [-1, 1]; False for SD latents
 
     @property
     def total(self) -> dict[str, float]:
@@ -65,13 +69,16 @@ def _closeness(secure: np.ndarray, plain: np.ndarray) -> dict[str, Any]:
             "max_abs_error": float(np.abs(secure - plain).max())}
 
 
-def _run_mnist(session, opts: WorkloadOptions, on_step: OnStep | None, sampler: str, tiny: bool) -> WorkloadResult:
+def _run_mnist(session, opts: WorkloadOptions, on_step: OnStep | None = None, *, sampler: str,
+               weights: str | None) -> WorkloadResult:
+    """`weights`: a shipped model's name, or None for the tiny random U-Net."""
     from raympc.activations import stock
 
     from . import quality, sampling
     from .diffusion import Schedule
     from .unet import UNetConfig, count_params, init_params
 
+    tiny = weights is None
     if tiny:
         cfg = UNetConfig(channels=8, multipliers=(1, 2), attention_at=(), time_features=8, embedding=16, groups=4)
         params = init_params(cfg, seed=1)[1]
@@ -79,8 +86,8 @@ def _run_mnist(session, opts: WorkloadOptions, on_step: OnStep | None, sampler: 
     else:
         from .run_sample import load_model
 
-        params, cfg, schedule, meta = load_model()
-        info = {"model": "shipped ddpm-mnist weights"}
+        params, cfg, schedule, meta = load_model(weights)
+        info = {"model": f"shipped {weights} weights"}
     info["parameters"] = count_params(params)
     plan = sampling.plan_for(sampler, schedule, opts.steps, opts.eta)
     labels = np.arange(opts.batch) % cfg.classes
@@ -130,13 +137,15 @@ def _run_sd(session, opts: WorkloadOptions, on_step: OnStep | None) -> WorkloadR
                "psnr_db": [float("inf") if mse == 0 else float(10 * np.log10(peak ** 2 / mse))]}
     info = {"model": f"SD U-Net, scale {opts.scale}, random weights", "parameters": sd_unet.count_params(params),
             "scale": s.describe()}
-    return WorkloadResult(per_step, compile_s, kinds, quality, secure, plain, info)
+    return WorkloadResult(per_step, compile_s, kinds, quality, secure, plain, info, images=False)
 
 
 WORKLOADS: dict[str, Callable[..., WorkloadResult]] = {
-    "ddim-mnist": lambda session, opts, on_step=None: _run_mnist(session, opts, on_step, "ddim-mnist", tiny=False),
-    "ddpm-mnist": lambda session, opts, on_step=None: _run_mnist(session, opts, on_step, "ddpm-mnist", tiny=False),
-    "tiny-mnist": lambda session, opts, on_step=None: _run_mnist(session, opts, on_step, "ddim-mnist", tiny=True),
+    "ddim-mnist": partial(_run_mnist, sampler="ddim-mnist", weights="ddpm-mnist"),
+    "ddpm-mnist": partial(_run_mnist, sampler="ddpm-mnist", weights="ddpm-mnist"),
+    "ddim-mnist-mish": partial(_run_mnist, sampler="ddim-mnist", weights="ddpm-mnist-mish"),
+    "ddpm-mnist-mish": partial(_run_mnist, sampler="ddpm-mnist", weights="ddpm-mnist-mish"),
+    "tiny-mnist": partial(_run_mnist, sampler="ddim-mnist", weights=None),
     "sd-unet": _run_sd,
 }
 

@@ -75,7 +75,7 @@ def run_sample(workload: str = "ddim-mnist", steps: int = 10, activations: str =
         "breakdown_step0": done.breakdown, "quality": done.quality,
     }
     stem = f"{workload}-{activations}"
-    if workload.endswith("mnist"):
+    if done.images:
         save_grid({"plaintext": done.plain, f"secure ({activations})": done.secure}, out / f"{stem}.png")
     else:  # latents: show channel 0 of each, scaled to their range
         peak = float(np.abs(done.plain).max()) or 1.0

@@ -114,8 +114,8 @@ class PointParams(BaseModel):
     def _combined(self) -> "PointParams":
         if (self.rate is not None or self.rtt is not None) and self.network != "unshaped":
             raise ValueError(f"give either network ({self.network!r}) or rate/rtt, not both")
-        if self.workload == "ddpm-mnist" and self.eta:
-            raise ValueError("eta applies to DDIM; ddpm-mnist samples with eta = 1 on its strided steps")
+        if self.workload.startswith("ddpm-") and self.eta:
+            raise ValueError(f"eta applies to DDIM; {self.workload} samples with eta = 1 on its strided steps")
         return self
 
     @property
