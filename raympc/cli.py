@@ -142,6 +142,18 @@ def _cmd_record_inputs(args: argparse.Namespace) -> None:
               f"(1-99%: {stats['p01']:.2f} .. {stats['p99']:.2f}) -> {args.out / (name + '.npy')}")
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from workloads import evaluate
+
+    console = make_console()
+    run = evaluate.record_plaintext_quality if args.record else evaluate.plaintext_quality
+    with console.status(f"sampling {args.per_class * 10} digits from {args.name} in plaintext..."):
+        q = run(args.name, steps=args.steps, per_class=args.per_class, seed=args.seed)
+    console.print(f"{args.name}: {q['samples']} digits, {q['ddim_steps']} DDIM steps: class accuracy "
+                  f"{q['accuracy']:.3f}, FID proxy {q['fid_proxy']:.1f}"
+                  + (f" (recorded in workloads/weights/{args.name}.json)" if args.record else ""))
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     from workloads import train
 
@@ -288,6 +300,17 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--name", default=None, help="weights name in workloads/weights/")
     tr.add_argument("--resume", default=None, help="continue from these saved weights (mnist)")
     tr.set_defaults(func=_cmd_train)
+
+    from workloads.evaluate import PER_CLASS, STEPS
+
+    ev = sub.add_parser("evaluate", help="plaintext sample quality of a shipped MNIST U-Net (class accuracy, "
+                                         "FID proxy), recorded in its weights sidecar")
+    ev.add_argument("name", nargs="?", default="ddpm-mnist", help="weights name in workloads/weights/")
+    ev.add_argument("--steps", type=int, default=STEPS, help="DDIM steps")
+    ev.add_argument("--per-class", type=int, default=PER_CLASS, help="digits drawn per class")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--no-record", dest="record", action="store_false", help="print only; leave the sidecar alone")
+    ev.set_defaults(func=_cmd_evaluate)
 
     cl = sub.add_parser("cluster", help="multi-node helpers: emulate a 3-node cluster here, party labels")
     cl_verbs = cl.add_subparsers(dest="cluster_verb", required=True)

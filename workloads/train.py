@@ -95,6 +95,12 @@ def train_diffusion(recipe: DiffusionRecipe = DiffusionRecipe(), name: str = "dd
     path = weights.save(ema, name, meta)
     console.print(f"saved {path} ({meta['parameters']:,} parameters, loss {meta['final_loss_last200']:.4f}, "
                   f"{meta['train_seconds']:.0f} s)")
+    from .evaluate import record_plaintext_quality  # evaluate -> quality -> this module
+
+    q = record_plaintext_quality(name)
+    meta["plaintext_quality"] = q
+    console.print(f"plaintext samples ({q['samples']} digits, {q['ddim_steps']} DDIM steps): class accuracy "
+                  f"{q['accuracy']:.3f}, FID proxy {q['fid_proxy']:.1f}")
     return meta
 
 

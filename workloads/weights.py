@@ -26,11 +26,25 @@ def save(params, name: str, meta: dict, directory: Path = WEIGHTS_DIR) -> Path:
     save_file(flat, str(tmp))
     os.chmod(tmp, 0o644)
     tmp.replace(path)  # never half-written
-    side = directory / f"{name}.json"
+    _write_meta(directory / f"{name}.json", meta)
+    return path
+
+
+def _write_meta(side: Path, meta: dict) -> None:
     side_tmp = side.with_name(side.name + ".tmp")
     side_tmp.write_text(json.dumps(meta, indent=1))
     side_tmp.replace(side)
-    return path
+
+
+def update_meta(name: str, directory: Path = WEIGHTS_DIR, **fields) -> dict:
+    """Add results to a saved model's sidecar (the weights themselves are not touched)."""
+    if not (directory / f"{name}.safetensors").exists():
+        raise WeightsError(f"no weights {directory / name}.safetensors")
+    side = directory / f"{name}.json"
+    meta = json.loads(side.read_text()) if side.exists() else {}
+    meta.update(fields)
+    _write_meta(side, meta)
+    return meta
 
 
 def load(name: str, directory: Path = WEIGHTS_DIR) -> tuple[dict, dict]:
