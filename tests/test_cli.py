@@ -38,6 +38,13 @@ def test_bad_protocol_is_a_clean_error():
     assert "Traceback" not in proc.stderr
 
 
+def test_missing_weights_are_a_clean_error():
+    proc = _raympc("evaluate", "no-such-model", "--no-record")
+    assert proc.returncode == 1
+    assert "no weights" in proc.stderr and "raympc train" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_sampling_demo_one_step(tmp_path):
     """The main job, shortened to one DDIM step: both implementations, table, grid, report."""
     proc = _raympc("demo", "--steps", "1", "--out", str(tmp_path))

@@ -18,12 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from raympc.errors import RaympcError
+
 SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 SPLITS = {"train": (0, 50000), "valid": (1, 10000), "test": (2, 10000)}
 _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype")}
 
 
-class MnistDataError(RuntimeError):
+class MnistDataError(RaympcError, RuntimeError):
     pass
 
 

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from raympc.errors import RaympcError
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
-class WeightsError(RuntimeError):
+class WeightsError(RaympcError, RuntimeError):
     pass
 
 
