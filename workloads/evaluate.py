@@ -16,13 +16,12 @@ STEPS = 20
 PER_CLASS = 10
 
 
-def plaintext_quality(name: str, steps: int = STEPS, per_class: int = PER_CLASS, seed: int = 0) -> dict:
+def sample_quality(params, cfg, schedule, steps: int = STEPS, per_class: int = PER_CLASS, seed: int = 0) -> dict:
+    """Plaintext DDIM samples of a U-Net (parameters in memory), scored by the shipped classifier."""
     from raympc.activations import stock
 
     from . import quality, sampling
-    from .run_sample import load_model
 
-    params, cfg, schedule, _ = load_model(name)
     plan = sampling.plan_for("ddim-mnist", schedule, steps)
     labels = np.tile(np.arange(cfg.classes), per_class)
     inputs = sampling.SamplingInputs.draw(labels, plan, seed)
@@ -32,6 +31,14 @@ def plaintext_quality(name: str, steps: int = STEPS, per_class: int = PER_CLASS,
     return {"ddim_steps": steps, "samples": int(len(labels)), "seed": seed,
             "accuracy": quality.accuracy(images, labels), "fid_proxy": quality.fid_proxy(images),
             "sample_seconds": time.time() - start}
+
+
+def plaintext_quality(name: str, **kwargs) -> dict:
+    """`sample_quality` of the shipped model `name`."""
+    from .run_sample import load_model
+
+    params, cfg, schedule, _ = load_model(name)
+    return sample_quality(params, cfg, schedule, **kwargs)
 
 
 def record_plaintext_quality(name: str, **kwargs) -> dict:

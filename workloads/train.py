@@ -89,18 +89,18 @@ def train_diffusion(recipe: DiffusionRecipe = DiffusionRecipe(), name: str = "dd
             losses.append(float(loss))
             if i % 50 == 0 or i == recipe.steps - 1:
                 progress.update(task, completed=i + 1, info=f"loss {np.mean(losses[-50:]):.4f}")
+    train_seconds = time.time() - start
+    from .evaluate import sample_quality  # evaluate -> quality -> this module
+
+    q = sample_quality(ema, recipe.model, recipe.schedule)
     meta = {"recipe": _jsonable(asdict(recipe)), "parameters": count_params(ema), "history": history,
-            "final_loss_last200": float(np.mean(losses[-200:])), "train_seconds": time.time() - start,
-            "loss_curve_every_100": [float(np.mean(losses[i:i + 100])) for i in range(0, len(losses), 100)]}
+            "final_loss_last200": float(np.mean(losses[-200:])), "train_seconds": train_seconds,
+            "loss_curve_every_100": [float(np.mean(losses[i:i + 100])) for i in range(0, len(losses), 100)],
+            "plaintext_quality": q}
     path = weights.save(ema, name, meta)
     console.print(f"saved {path} ({meta['parameters']:,} parameters, loss {meta['final_loss_last200']:.4f}, "
-                  f"{meta['train_seconds']:.0f} s)")
-    from .evaluate import record_plaintext_quality  # evaluate -> quality -> this module
-
-    q = record_plaintext_quality(name)
-    meta["plaintext_quality"] = q
-    console.print(f"plaintext samples ({q['samples']} digits, {q['ddim_steps']} DDIM steps): class accuracy "
-                  f"{q['accuracy']:.3f}, FID proxy {q['fid_proxy']:.1f}")
+                  f"{meta['train_seconds']:.0f} s); plaintext samples ({q['samples']} digits, "
+                  f"{q['ddim_steps']} DDIM steps): class accuracy {q['accuracy']:.3f}, FID proxy {q['fid_proxy']:.1f}")
     return meta
 
 

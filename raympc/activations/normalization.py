@@ -17,9 +17,10 @@ The pieces here:
   variance (flax's costs a comparison); its centred input is ~0 there anyway.
 - `group_norm`: the statistics in two multiplies (x^2 and the mean's 1/n in one, then mean^2
   and E[x^2]'s 1/n in one), the octave tables, then m and R*gamma in one multiply: about 38
-  delays instead of 86 (35 send actions per rank instead of 73), bytes within 10% of flax's. A 2-D matmul would give the sum of
-  squares for almost no bytes, but SPU's matmul with a long contraction (3,136) costs ~0.8 s of
-  compute here, more than the bytes it saves take on a 400 Mbit/s link.
+  delays instead of 86 (35 send actions per rank instead of 73), bytes within 10% of flax's. A
+  2-D matmul would give the sum of squares for almost no bytes, but SPU's matmul with a long
+  contraction (3,136) costs ~0.8 s of compute here, more than the bytes it saves take on a
+  400 Mbit/s link.
 """
 
 from __future__ import annotations
