@@ -22,6 +22,8 @@ from . import mnist_data, weights
 from .diffusion import Schedule
 from .unet import UNetConfig, count_params, init_params, time_features
 
+LOG_EVERY = 250  # steps between log lines when the console is not a terminal
+
 
 @dataclass(frozen=True)
 class DiffusionRecipe:
@@ -89,6 +91,10 @@ def train_diffusion(recipe: DiffusionRecipe = DiffusionRecipe(), name: str = "dd
             losses.append(float(loss))
             if i % 50 == 0 or i == recipe.steps - 1:
                 progress.update(task, completed=i + 1, info=f"loss {np.mean(losses[-50:]):.4f}")
+            if not console.is_terminal and (i + 1) % LOG_EVERY == 0:
+                # rich draws no bar into a log file: long runs under nohup still show progress
+                console.log(f"step {i + 1}/{recipe.steps}, loss {np.mean(losses[-LOG_EVERY:]):.4f}, "
+                            f"{time.time() - start:.0f} s")
     train_seconds = time.time() - start
     from .evaluate import sample_quality  # evaluate -> quality -> this module
 
