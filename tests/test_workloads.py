@@ -73,13 +73,15 @@ def test_shipped_classifier_loads_and_recognises_mnist():
 def test_shipped_unets_draw_digits_the_classifier_recognises(name, activation):
     """Each shipped U-Net loads with its recipe's architecture and, sampled in the clear (10 DDIM
     steps, ten digits of every class), draws digits the shipped classifier reads as their labels
-    (measured: SiLU 0.92, Mish 0.88; the sidecars record 0.92 and 0.87 at 20 steps)."""
+    (measured: SiLU 0.91, Mish 0.91; the sidecars record 0.909 and 0.904 over 1,000 digits at 20
+    steps)."""
     from workloads.evaluate import plaintext_quality
     from workloads.run_sample import load_model
 
     params, cfg, _, meta = load_model(name)
     assert cfg.activation == activation and meta["parameters"] == 189_265
-    assert meta["plaintext_quality"]["accuracy"] >= 0.85  # recorded by `raympc train` / `raympc evaluate`
+    recorded = meta["plaintext_quality"]  # by `raympc train` / `raympc evaluate`
+    assert recorded["samples"] >= 1000 and recorded["accuracy"] >= 0.90  # the issue's bar for the plaintext model
     assert plaintext_quality(name, steps=10, per_class=10)["accuracy"] >= 0.85
 
 
