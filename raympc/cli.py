@@ -149,8 +149,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     run = evaluate.record_plaintext_quality if args.record else evaluate.plaintext_quality
     with console.status(f"sampling {args.per_class} digits per class from {args.name} in plaintext..."):
         q = run(args.name, steps=args.steps, per_class=args.per_class, seed=args.seed)
-    console.print(f"{args.name}: {q['samples']} digits, {q['ddim_steps']} DDIM steps: class accuracy "
-                  f"{q['accuracy']:.3f} +- {q['accuracy_stderr']:.3f}, FID proxy {q['fid_proxy']:.1f}"
+    console.print(f"{args.name}: {evaluate.summary(q)}"
                   + (f" (recorded in workloads/weights/{args.name}.json)" if args.record else ""))
 
 

@@ -36,6 +36,12 @@ def sample_quality(params, cfg, schedule, steps: int = STEPS, per_class: int = P
             "fid_proxy": quality.fid_proxy(images), "sample_seconds": time.time() - start}
 
 
+def summary(q: dict) -> str:
+    """One line for a `sample_quality` result, as `raympc evaluate` and `raympc train mnist` print it."""
+    return (f"{q['samples']} digits, {q['ddim_steps']} DDIM steps: class accuracy {q['accuracy']:.3f} "
+            f"+- {q['accuracy_stderr']:.3f}, FID proxy {q['fid_proxy']:.1f}")
+
+
 def plaintext_quality(name: str, **kwargs) -> dict:
     """`sample_quality` of the shipped model `name`."""
     from .run_sample import load_model

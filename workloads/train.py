@@ -96,7 +96,7 @@ def train_diffusion(recipe: DiffusionRecipe = DiffusionRecipe(), name: str = "dd
                 console.log(f"step {i + 1}/{recipe.steps}, loss {np.mean(losses[-LOG_EVERY:]):.4f}, "
                             f"{time.time() - start:.0f} s")
     train_seconds = time.time() - start
-    from .evaluate import sample_quality  # evaluate -> quality -> this module
+    from .evaluate import sample_quality, summary  # evaluate -> quality -> this module
 
     q = sample_quality(ema, recipe.model, recipe.schedule)
     meta = {"recipe": _jsonable(asdict(recipe)), "parameters": count_params(ema), "history": history,
@@ -105,8 +105,7 @@ def train_diffusion(recipe: DiffusionRecipe = DiffusionRecipe(), name: str = "dd
             "plaintext_quality": q}
     path = weights.save(ema, name, meta)
     console.print(f"saved {path} ({meta['parameters']:,} parameters, loss {meta['final_loss_last200']:.4f}, "
-                  f"{meta['train_seconds']:.0f} s); plaintext samples ({q['samples']} digits, "
-                  f"{q['ddim_steps']} DDIM steps): class accuracy {q['accuracy']:.3f}, FID proxy {q['fid_proxy']:.1f}")
+                  f"{meta['train_seconds']:.0f} s); plaintext samples: {summary(q)}")
     return meta
 
 
