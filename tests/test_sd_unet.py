@@ -75,3 +75,22 @@ def test_cost_model_recovers_linear_costs_and_predicts_a_held_out_scale():
     assert abs(errors["total"]["send_actions"]) < 1e-6
     with pytest.raises(ValueError, match="at least two"):
         extrapolate.CostModel.fit(fit[:1])
+
+
+def test_cached_scale_measurements_are_reused_only_for_the_same_code_and_scale():
+    import json
+
+    from raympc.bench import sd_scale
+
+    info = {"scale": json.loads(json.dumps(sd_unet.scale("tiny").describe())), "activations": "raympc",
+            "code": sd_scale.code_fingerprint()}
+    cached = _measurement("tiny", 1.0)
+    cached.info = info
+    assert sd_scale._still_valid(cached, "raympc")
+    assert not sd_scale._still_valid(cached, "spu-direct")
+    cached.info = {**info, "code": "0" * 16}  # measured with other activation or U-Net code
+    assert not sd_scale._still_valid(cached, "raympc")
+    cached.info = {**info, "scale": {**info["scale"], "sample_size": 12}}  # the scale was redefined
+    assert not sd_scale._still_valid(cached, "raympc")
+    cached.info = {k: v for k, v in info.items() if k != "code"}  # cached before fingerprints existed
+    assert not sd_scale._still_valid(cached, "raympc")

@@ -3,6 +3,7 @@ cost model, check it on a held-out scale, and extrapolate to full SD v1 (see wor
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -32,7 +33,29 @@ def measure_scale(session, name: str, activations: str, seed: int = 0):
         kinds = breakdown.with_other(breakdown.measure_kinds(session, calls, seed=seed), total)
     return extrapolate.Measurement(name, extrapolate.kind_sizes(calls), kinds, total,
                                    {"scale": s.describe(), "parameters": sd_unet.count_params(params),
-                                    "activations": activations})
+                                    "activations": activations, "code": code_fingerprint()})
+
+
+def code_fingerprint() -> str:
+    """A hash of the sources a measured cost depends on (the secure layers and the SD U-Net), so a
+    cached measurement is not reused after either changes (the README once carried a table measured
+    with an older GroupNorm that a rerun would have served from the cache)."""
+    import raympc.activations
+    import workloads.sd_unet
+
+    files = sorted(Path(raympc.activations.__file__).parent.glob("*.py")) + [Path(workloads.sd_unet.__file__)]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _still_valid(m, activations: str) -> bool:
+    from workloads import sd_unet
+
+    return (m.info.get("code") == code_fingerprint() and m.info.get("activations") == activations
+            # through JSON, as the cache stores it (tuples come back as lists)
+            and m.info.get("scale") == json.loads(json.dumps(sd_unet.scale(m.name).describe())))
 
 
 def abstract_sizes(name: str, activations: str) -> tuple[dict, int]:
@@ -57,10 +80,16 @@ def bench_sd_scale(fit: tuple[str, ...] = ("tiny", "small", "medium"), holdout: 
     console = console or Console()
     cache = out / f"sd-scale-{activations}.measurements.jsonl" if out else None
     done: dict[str, extrapolate.Measurement] = {}
+    cached: set[str] = set()
     if cache is not None and cache.exists():
         for line in cache.read_text().splitlines():
             m = extrapolate.Measurement.from_dict(json.loads(line))
-            done[m.name] = m
+            cached.add(m.name)
+            if _still_valid(m, activations):
+                done[m.name] = m
+        stale = [n for n in (*fit, *holdout) if n in cached and n not in done]
+        if stale:
+            console.print(f"measuring again (code or scale changed since cached): {', '.join(stale)}")
     todo = [n for n in (*fit, *holdout) if n not in done]
     if todo:
         with Session() as session, Progress(console=console) as bar:
