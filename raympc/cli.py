@@ -142,15 +142,34 @@ def _cmd_record_inputs(args: argparse.Namespace) -> None:
               f"(1-99%: {stats['p01']:.2f} .. {stats['p99']:.2f}) -> {args.out / (name + '.npy')}")
 
 
+def _activation_policy(text: str) -> str | dict[str, str]:
+    """'raympc' (every activation it provides) or 'mish=raympc,softmax=spu-direct', checked now."""
+    from .activations.policy import resolve
+
+    policy: str | dict[str, str] = text
+    if "=" in text:
+        pairs = [item.split("=", 1) for item in text.split(",")]
+        if any(len(p) != 2 or not all(p) for p in pairs):
+            raise ConfigError(f"--activations wants IMPL or ACTIVATION=IMPL[,...], got {text!r}")
+        policy = {a.strip(): i.strip() for a, i in pairs}
+    try:
+        resolve(policy)
+    except KeyError as exc:
+        raise ConfigError(f"--activations {text!r}: {exc.args[0]}") from None
+    return policy
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from workloads import evaluate
 
     console = make_console()
-    run = evaluate.record_plaintext_quality if args.record else evaluate.plaintext_quality
+    record = args.record and args.activations is None  # the sidecar holds the model's own quality only
+    run = evaluate.record_plaintext_quality if record else evaluate.plaintext_quality
+    extra = {} if args.activations is None else {"activations": _activation_policy(args.activations)}
     with console.status(f"sampling {args.per_class} digits per class from {args.name} in plaintext..."):
-        q = run(args.name, steps=args.steps, per_class=args.per_class, seed=args.seed)
+        q = run(args.name, steps=args.steps, per_class=args.per_class, seed=args.seed, **extra)
     console.print(f"{args.name}: {evaluate.summary(q)}"
-                  + (f" (recorded in workloads/weights/{args.name}.json)" if args.record else ""))
+                  + (f" (recorded in workloads/weights/{args.name}.json)" if record else ""))
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -309,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--per-class", type=int, default=PER_CLASS, help="digits drawn per class")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--no-record", dest="record", action="store_false", help="print only; leave the sidecar alone")
+    ev.add_argument("--activations", default=None,
+                    help="also sample with an implementation's forms in the clear (raympc, or mish=raympc "
+                         "for one activation) and compare with the model's own; never recorded")
     ev.set_defaults(func=_cmd_evaluate)
 
     cl = sub.add_parser("cluster", help="multi-node helpers: emulate a 3-node cluster here, party labels")

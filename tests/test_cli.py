@@ -45,6 +45,13 @@ def test_missing_weights_are_a_clean_error():
     assert "Traceback" not in proc.stderr
 
 
+def test_unknown_activation_policy_is_a_clean_error():
+    proc = _raympc("evaluate", "ddpm-mnist", "--activations", "mish=nope")
+    assert proc.returncode == 1
+    assert "no implementation 'nope' of 'mish'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_sampling_demo_one_step(tmp_path):
     """The main job, shortened to one DDIM step: both implementations, table, grid, report."""
     proc = _raympc("demo", "--steps", "1", "--out", str(tmp_path))

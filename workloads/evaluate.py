@@ -4,6 +4,11 @@ The model draws `per_class` digits of every class by DDIM from seeded noise, in 
 its own activations; the shipped classifier scores them (class accuracy, and the FID proxy against
 the MNIST test set; both are in `quality`). `raympc train mnist` records this after training, and
 `raympc evaluate NAME` re-measures any shipped model.
+
+`raympc evaluate NAME --activations IMPL` draws the same digits twice in the clear, with the model's
+own activations and with IMPL's forms swapped in (float32, no MPC), and compares them: how much of
+a secure run's quality loss the approximations alone explain, in a minute instead of an hour of
+secure sampling. Such runs are never recorded.
 """
 
 from __future__ import annotations
@@ -18,28 +23,52 @@ STEPS = 20
 PER_CLASS = 100
 
 
-def sample_quality(params, cfg, schedule, steps: int = STEPS, per_class: int = PER_CLASS, seed: int = 0) -> dict:
-    """Plaintext DDIM samples of a U-Net (parameters in memory), scored by the shipped classifier."""
-    from raympc.activations import stock
+def sample_quality(params, cfg, schedule, steps: int = STEPS, per_class: int = PER_CLASS, seed: int = 0,
+                   activations: str | dict[str, str] | None = None) -> dict:
+    """Plaintext DDIM samples of a U-Net (parameters in memory), scored by the shipped classifier.
+
+    With `activations`, the samples are drawn with that implementation's forms instead, and
+    `vs_own` compares them with the model's own samples from the same noise."""
+    from raympc.activations import stock, use
 
     from . import quality, sampling
 
     plan = sampling.plan_for("ddim-mnist", schedule, steps)
     labels = np.tile(np.arange(cfg.classes), per_class)
     inputs = sampling.SamplingInputs.draw(labels, plan, seed)
+
+    def scored(images, seconds: float) -> dict:
+        accuracy = quality.accuracy(images, labels)
+        return {"ddim_steps": steps, "samples": int(len(labels)), "seed": seed, "accuracy": accuracy,
+                "accuracy_stderr": float(np.sqrt(accuracy * (1 - accuracy) / len(labels))),
+                "fid_proxy": quality.fid_proxy(images), "sample_seconds": seconds}
+
     start = time.time()
     with stock():
-        images = sampling.sample_plain(params, cfg, plan, inputs)
-    accuracy = quality.accuracy(images, labels)
-    return {"ddim_steps": steps, "samples": int(len(labels)), "seed": seed, "accuracy": accuracy,
-            "accuracy_stderr": float(np.sqrt(accuracy * (1 - accuracy) / len(labels))),
-            "fid_proxy": quality.fid_proxy(images), "sample_seconds": time.time() - start}
+        own = np.asarray(sampling.sample_plain(params, cfg, plan, inputs))
+    result = scored(own, time.time() - start)
+    if activations is None:
+        return result
+    start = time.time()
+    with use(activations):
+        swapped = np.asarray(sampling.sample_plain(params, cfg, plan, inputs))
+    label = activations if isinstance(activations, str) else ",".join(f"{a}={i}" for a, i in activations.items())
+    return {**scored(swapped, time.time() - start), "activations": label,
+            "vs_own": {"accuracy": result["accuracy"], "fid_proxy": result["fid_proxy"],
+                       "psnr_db_min": min(quality.psnr(a, b) for a, b in zip(swapped, own)),
+                       "max_abs_error": float(np.abs(swapped - own).max())}}
 
 
 def summary(q: dict) -> str:
     """One line for a `sample_quality` result, as `raympc evaluate` and `raympc train mnist` print it."""
-    return (f"{q['samples']} digits, {q['ddim_steps']} DDIM steps: class accuracy {q['accuracy']:.3f} "
+    line = (f"{q['samples']} digits, {q['ddim_steps']} DDIM steps: class accuracy {q['accuracy']:.3f} "
             f"+- {q['accuracy_stderr']:.3f}, FID proxy {q['fid_proxy']:.1f}")
+    if "vs_own" not in q:
+        return line
+    own = q["vs_own"]
+    return (f"{line} with {q['activations']} activations in the clear; with its own: accuracy "
+            f"{own['accuracy']:.3f}, FID proxy {own['fid_proxy']:.1f} ({q['fid_proxy'] / own['fid_proxy'] - 1:+.1%}); "
+            f"against its own samples: PSNR min {own['psnr_db_min']:.1f} dB, max abs error {own['max_abs_error']:.3f}")
 
 
 def plaintext_quality(name: str, **kwargs) -> dict:
