@@ -82,15 +82,16 @@ def test_cached_scale_measurements_are_reused_only_for_the_same_code_and_scale()
 
     from raympc.bench import sd_scale
 
+    code = sd_scale.code_fingerprint()
     info = {"scale": json.loads(json.dumps(sd_unet.scale("tiny").describe())), "activations": "raympc",
-            "code": sd_scale.code_fingerprint()}
+            "code": code}
     cached = _measurement("tiny", 1.0)
     cached.info = info
-    assert sd_scale._still_valid(cached, "raympc")
-    assert not sd_scale._still_valid(cached, "spu-direct")
+    assert sd_scale._still_valid(cached, "raympc", code)
+    assert not sd_scale._still_valid(cached, "spu-direct", code)
     cached.info = {**info, "code": "0" * 16}  # measured with other activation or U-Net code
-    assert not sd_scale._still_valid(cached, "raympc")
+    assert not sd_scale._still_valid(cached, "raympc", code)
     cached.info = {**info, "scale": {**info["scale"], "sample_size": 12}}  # the scale was redefined
-    assert not sd_scale._still_valid(cached, "raympc")
+    assert not sd_scale._still_valid(cached, "raympc", code)
     cached.info = {k: v for k, v in info.items() if k != "code"}  # cached before fingerprints existed
-    assert not sd_scale._still_valid(cached, "raympc")
+    assert not sd_scale._still_valid(cached, "raympc", code)

@@ -53,10 +53,10 @@ def sample_quality(params, cfg, schedule, steps: int = STEPS, per_class: int = P
     with use(activations):
         swapped = np.asarray(sampling.sample_plain(params, cfg, plan, inputs))
     label = activations if isinstance(activations, str) else ",".join(f"{a}={i}" for a, i in activations.items())
+    close = quality.closeness(swapped, own)
     return {**scored(swapped, time.time() - start), "activations": label,
             "vs_own": {"accuracy": result["accuracy"], "fid_proxy": result["fid_proxy"],
-                       "psnr_db_min": min(quality.psnr(a, b) for a, b in zip(swapped, own)),
-                       "max_abs_error": float(np.abs(swapped - own).max())}}
+                       "psnr_db_min": min(close["psnr_db"]), "max_abs_error": close["max_abs_error"]}}
 
 
 def summary(q: dict) -> str:

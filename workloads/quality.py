@@ -8,6 +8,7 @@ sample counts it is biased upwards; compare values computed from the same number
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import jax
 import numpy as np
@@ -21,6 +22,13 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 2.0) -> float:
     """PSNR in dB for images in [-1, 1] (peak-to-peak 2)."""
     mse = float(np.mean((np.clip(a, -1, 1) - np.clip(b, -1, 1)) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(peak ** 2 / mse)
+
+
+def closeness(images: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+    """Per-sample PSNR (dB) of `images` against `reference` drawn from the same noise, and the max
+    abs error over all of them."""
+    return {"psnr_db": [psnr(a, b) for a, b in zip(images, reference)],
+            "max_abs_error": float(np.abs(np.asarray(images) - np.asarray(reference)).max())}
 
 
 @lru_cache(maxsize=1)

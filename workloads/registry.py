@@ -62,13 +62,6 @@ def _kinds(session, step_fn, args: tuple, public: tuple[int, ...], first_step: d
     return breakdown.with_other(breakdown.measure_kinds(session, calls, seed=seed), first_step)
 
 
-def _closeness(secure: np.ndarray, plain: np.ndarray) -> dict[str, Any]:
-    from . import quality
-
-    return {"psnr_db": [quality.psnr(secure[i], plain[i]) for i in range(len(secure))],
-            "max_abs_error": float(np.abs(secure - plain).max())}
-
-
 def _run_mnist(session, opts: WorkloadOptions, on_step: OnStep | None = None, *, sampler: str,
                weights: str | None) -> WorkloadResult:
     """`weights`: a shipped model's name, or None for the tiny random U-Net."""
@@ -99,7 +92,7 @@ def _run_mnist(session, opts: WorkloadOptions, on_step: OnStep | None = None, *,
     if opts.breakdown:
         kinds = _kinds(session, sampling.step_function(cfg), sampling.step_arguments(params, cfg, plan[0], inputs),
                        sampling.PUBLIC_STEP_ARGS, run.per_step[0], opts.seed)
-    q = _closeness(run.images, plain)
+    q = quality.closeness(run.images, plain)
     if not tiny:
         q.update(accuracy_secure=quality.accuracy(run.images, labels), accuracy_plain=quality.accuracy(plain, labels))
         if opts.batch >= 10:  # the proxy is biased at small counts: compare secure and plaintext of equal count

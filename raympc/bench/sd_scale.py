@@ -50,10 +50,12 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def _still_valid(m, activations: str) -> bool:
+def _still_valid(m, activations: str, code: str) -> bool:
+    """Whether a cached measurement was taken with this code (`code_fingerprint()`), these
+    activations and the scale as defined now."""
     from workloads import sd_unet
 
-    return (m.info.get("code") == code_fingerprint() and m.info.get("activations") == activations
+    return (m.info.get("code") == code and m.info.get("activations") == activations
             # through JSON, as the cache stores it (tuples come back as lists)
             and m.info.get("scale") == json.loads(json.dumps(sd_unet.scale(m.name).describe())))
 
@@ -82,10 +84,11 @@ def bench_sd_scale(fit: tuple[str, ...] = ("tiny", "small", "medium"), holdout: 
     done: dict[str, extrapolate.Measurement] = {}
     cached: set[str] = set()
     if cache is not None and cache.exists():
+        code = code_fingerprint()
         for line in cache.read_text().splitlines():
             m = extrapolate.Measurement.from_dict(json.loads(line))
             cached.add(m.name)
-            if _still_valid(m, activations):
+            if _still_valid(m, activations, code):
                 done[m.name] = m
         stale = [n for n in (*fit, *holdout) if n in cached and n not in done]
         if stale:
