@@ -119,8 +119,8 @@ def measure_throughput(address: tuple[str, int], nbytes: int, timeout: float = 1
         return counted * 8 / duration
 
 
-def measure_rtt(address: tuple[str, int], pings: int = 20, timeout: float = 30.0) -> float:
-    """Median round-trip time of 1-byte pings through `address`, in seconds."""
+def rtt_samples(address: tuple[str, int], pings: int = 20, timeout: float = 30.0) -> list[float]:
+    """Round-trip times of `pings` 1-byte pings through `address`, in seconds, in the order sent."""
     with _connect(address, timeout) as sock:
         sock.sendall(b"P")
         _recv_exact(sock, 1)  # connection set-up and first-packet effects out of the sample
@@ -130,7 +130,12 @@ def measure_rtt(address: tuple[str, int], pings: int = 20, timeout: float = 30.0
             sock.sendall(b"P")
             _recv_exact(sock, 1)
             samples.append(time.perf_counter() - start)
-        return statistics.median(samples)
+        return samples
+
+
+def measure_rtt(address: tuple[str, int], pings: int = 20, timeout: float = 30.0) -> float:
+    """Median round-trip time of 1-byte pings through `address`, in seconds."""
+    return statistics.median(rtt_samples(address, pings, timeout))
 
 
 def _in_netns(netns: str, fn, args: tuple, out) -> None:

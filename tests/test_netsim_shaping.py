@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,8 @@ import psutil
 import pytest
 
 from netsim import NetworkProfile, PartyLink, ShapingError, probe, reset, shape, state, tc
-from netsim.measure import LoopbackServer, measure_rtt, measure_throughput
+from netsim.measure import LoopbackServer, measure_throughput, rtt_samples
+from netsim.relay import RELAY_HOP_LATENCY_S
 
 CAPS = probe()
 KERNEL = pytest.mark.skipif(not CAPS.htb, reason=f"kernel htb unavailable here: {CAPS.detail}")
@@ -74,8 +76,17 @@ def test_throughput_within_5_percent(backend, rate, nbytes, servers):
 @pytest.mark.parametrize("delay", [0.005, 0.02])
 def test_rtt_is_twice_the_one_way_delay(backend, delay, servers):
     with shape(NetworkProfile.symmetric(rate="1gbit", delay=delay), _links(*servers), backend) as s:
-        rtt = measure_rtt(_addr(s, 0, 1), pings=15)
-    assert abs(rtt - 2 * delay) <= max(0.1 * 2 * delay, 0.001), f"rtt {rtt * 1e3:.2f} ms for {delay * 1e3:g} ms each way"
+        rtts = rtt_samples(_addr(s, 0, 1), pings=15)
+    # A delay line never delivers before its delay (the relay takes its own measured hop latency off
+    # each direction, so its pings may come in up to that much sooner), and on an idle path it adds
+    # little beyond it: the fastest ping shows the configured delay. Later pings also carry the
+    # scheduling jitter of a loaded 2-core machine (a relay hop is four thread wake-ups), so the
+    # median gets a looser bound that still catches a delay applied twice or not at all.
+    fastest, median = min(rtts), statistics.median(rtts)
+    earliest = 2 * (delay - RELAY_HOP_LATENCY_S) - 1e-4
+    assert fastest >= earliest, f"fastest rtt {fastest * 1e3:.2f} ms for {delay * 1e3:g} ms each way"
+    assert fastest - 2 * delay <= max(0.1 * 2 * delay, 0.001), f"fastest rtt {fastest * 1e3:.2f} ms"
+    assert median - 2 * delay <= max(0.25 * 2 * delay, 0.0025), f"median rtt {median * 1e3:.2f} ms"
 
 
 def test_relay_rejects_loss(servers):
