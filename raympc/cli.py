@@ -116,7 +116,8 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     from .activations.fit_command import run_fit
 
     run_fit(args.activation, args.degree, args.pieces, tuple(args.range) if args.range else None, args.inputs,
-            args.name, measure=not args.no_measure, elements=args.elements, out=args.out, console=make_console())
+            args.name, measure=not args.no_measure, elements=args.elements, out=args.out, console=make_console(),
+            fraction_bits=args.fraction_bits or None)
 
 
 def _cmd_bench_tls(args: argparse.Namespace) -> None:
@@ -136,7 +137,7 @@ def _cmd_sample(args: argparse.Namespace) -> None:
 def _cmd_record_inputs(args: argparse.Namespace) -> None:
     from workloads.record_inputs import record_inputs
 
-    summary = record_inputs(args.out, steps=args.steps, batch=args.batch, seed=args.seed)
+    summary = record_inputs(args.out, steps=args.steps, batch=args.batch, seed=args.seed, model=args.model)
     for name, stats in summary.items():
         print(f"{name}: {stats['count']:,} values in [{stats['min']:.2f}, {stats['max']:.2f}] "
               f"(1-99%: {stats['p01']:.2f} .. {stats['p99']:.2f}) -> {args.out / (name + '.npy')}")
@@ -278,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="clamp points below and above zero (default: scanned for the smallest error)")
     fit.add_argument("--inputs", type=Path, default=None, help=".npy/.npz of recorded inputs to weight the fit by")
     fit.add_argument("--name", default=None, help="implementation name (default fit-pN-dD)")
+    fit.add_argument("--fraction-bits", type=int, default=18,
+                     help="round coefficients to this fixed point, refitting the lower ones around each "
+                          "(default 18, SPU's for FM64; 0 keeps float coefficients)")
     fit.add_argument("--elements", type=int, default=16384, help="grid size for the secure measurement")
     fit.add_argument("--no-measure", action="store_true", help="fit and register only; skip the SPU run")
     fit.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")
@@ -299,11 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="skip the cost-by-layer-kind replay (it costs about one more step)")
     sa.set_defaults(func=_cmd_sample)
 
-    ri = sub.add_parser("record-inputs", help="record the shipped U-Net's activation inputs during plaintext DDIM")
+    ri = sub.add_parser("record-inputs", help="record a shipped U-Net's activation inputs during plaintext DDIM")
     ri.add_argument("--out", type=Path, default=Path("runs/inputs"))
     ri.add_argument("--steps", type=int, default=10)
     ri.add_argument("--batch", type=int, default=10)
     ri.add_argument("--seed", type=int, default=0)
+    ri.add_argument("--model", choices=["ddpm-mnist", "ddpm-mnist-mish"], default="ddpm-mnist",
+                    help="which shipped U-Net to run: its SiLU or Mish inputs are recorded")
     ri.set_defaults(func=_cmd_record_inputs)
 
     tr = sub.add_parser("train", help="train the shipped models (plaintext): the MNIST U-Net or the classifier")

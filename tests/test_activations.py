@@ -11,6 +11,7 @@ import pytest
 
 import raympc.activations as acts
 from raympc import Secret, Session, SpuConfig
+from raympc.activations import ours
 from raympc.activations.exact import exact
 from raympc.activations.registry import ELEMENTWISE
 
@@ -25,6 +26,16 @@ def test_secure_error_within_documented_bound(aby3, impl):
     got = aby3.run(impl.fn, grid).outputs
     err = np.abs(got - exact(impl.activation, grid))
     assert err.max() <= impl.max_abs_error, f"{impl.activation}/{impl.impl}: {err.max():.4f} at x={grid[err.argmax()]}"
+
+
+@pytest.mark.parametrize("activation", RELU_LIKE)
+def test_raympc_forms_lose_little_to_fixed_point(aby3, activation):
+    """Under SPU each fitted form stays within 5e-4 of its float64 model's error: SPU's 18 fraction
+    bits (coefficients and truncations) cost next to nothing, so the fit's error is the story."""
+    fit = ours.design(activation)
+    grid = np.linspace(-16, 16, 4097, dtype=np.float32)
+    err = np.abs(aby3.run(fit, grid).outputs - exact(activation, grid)).max()
+    assert err <= fit.fit_max_error + 5e-4, f"{activation}: {err:.2e} under SPU, {fit.fit_max_error:.2e} in float64"
 
 
 @pytest.mark.parametrize("activation", RELU_LIKE)

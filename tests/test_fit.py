@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import jax.numpy as jnp
 import numpy as np
@@ -38,6 +39,22 @@ def test_weighting_by_recorded_inputs_helps_where_they_fall():
     weighted = fit_sign_split("silu", 3, 1, 6.0, 6.0, samples=samples)
     err = lambda f: np.abs(f.numpy(samples) - exact("silu", samples)).mean()  # noqa: E731
     assert err(weighted) < err(plain)
+
+
+def test_rounding_to_spus_fixed_point_keeps_the_fits_error():
+    """Degree-6 Mish: plain rounding of the coefficients to 2**-18 more than doubles the error;
+    rounding from the top power down with refits keeps it."""
+    plain = fit_sign_split("mish", 6, 1, 7.25, 4.5)
+    rounded = fit_sign_split("mish", 6, 1, 7.25, 4.5, fraction_bits=18)
+    coeffs = np.array(rounded.coeffs_neg + rounded.coeffs_pos)
+    assert np.array_equal(coeffs * 2 ** 18, np.round(coeffs * 2 ** 18))
+    assert rounded.fit_max_error <= 1.05 * plain.fit_max_error
+    naive = replace(plain, coeffs_neg=tuple(tuple(np.round(np.array(c) * 2 ** 18) / 2 ** 18) for c in plain.coeffs_neg),
+                    coeffs_pos=tuple(tuple(np.round(np.array(c) * 2 ** 18) / 2 ** 18) for c in plain.coeffs_pos))
+    x = np.linspace(-16, 16, 4001)
+    assert np.abs(naive.numpy(x) - exact("mish", x)).max() > 2 * rounded.fit_max_error
+    with pytest.raises(ValueError, match="fraction_bits"):
+        fit_sign_split("mish", 6, 1, 7.25, 4.5, fraction_bits=2)
 
 
 def test_squaring_exp_is_never_negative_and_accurate():

@@ -15,6 +15,12 @@ dot product each (one truncation per polynomial), and selects on the sign (and p
 The fitter is a weighted minimax (Lawson's iteration) on a dense grid covering the tails, so
 the reported error already includes the clamped tails. `weights` (from recorded inputs) make the
 error smaller where real inputs fall.
+
+SPU encodes public coefficients in fixed point (18 fraction bits under FM64). From degree 6 on,
+the top coefficients are ~1e-5 and multiply u^k in the thousands, so plain rounding costs more
+than the fit's own error (Mish, degree 6: 5.9e-3 against 2.6e-3). With `fraction_bits`, each
+coefficient is rounded to that grid from the highest power down and the lower ones are refitted
+around it, so the rounding of one is absorbed by the next (2.6e-3 kept, at no cost under SPU).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ FITTABLE = ("silu", "mish", "gelu_tanh", "gelu_erf")
 GRID_HALF_WIDTH = 16.0
 GRID_POINTS = 4001
 LAWSON_ITERS = 400
+SPU_FRACTION_BITS = 18  # SPU's fixed point under FM64, raympc's default field
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,7 @@ class SignSplitFit:
     coeffs_pos: tuple[tuple[float, ...], ...]
     fit_max_error: float = float("nan")  # float64 model of the form on [-16, 16]
     weighted_by: str | None = None
+    fraction_bits: int | None = None  # coefficients are exact multiples of 2**-fraction_bits
 
     @property
     def limit(self) -> float:
@@ -130,6 +138,16 @@ def _lawson(design: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.n
     return best
 
 
+def _lawson_on_grid(design: np.ndarray, target: np.ndarray, weights: np.ndarray, step: float) -> np.ndarray:
+    """Weighted minimax with every coefficient a multiple of `step`: round the highest power's
+    coefficient, refit the lower ones given it, and so on down to the constant."""
+    fixed = np.zeros(design.shape[1])
+    for k in range(design.shape[1] - 1, -1, -1):
+        c = _lawson(design[:, : k + 1], target - design[:, k + 1:] @ fixed[k + 1:], weights)
+        fixed[k] = np.round(c[k] / step) * step
+    return fixed
+
+
 def _side_residual(activation: str, side: str, t: np.ndarray) -> np.ndarray:
     x = -t if side == "neg" else t
     return exact(activation, x) - np.maximum(x, 0.0)
@@ -155,12 +173,17 @@ def input_weights(samples: np.ndarray | None, grid: np.ndarray, emphasis: float 
 
 def fit_sign_split(activation: str, degree: int, pieces: int = 1, limit_neg: float | None = None,
                    limit_pos: float | None = None, samples: np.ndarray | None = None,
-                   weighted_by: str | None = None) -> SignSplitFit:
-    """Fit the sign-split form; missing limits are chosen by a scan (smallest fitted error)."""
+                   weighted_by: str | None = None, fraction_bits: int | None = None) -> SignSplitFit:
+    """Fit the sign-split form; missing limits are chosen by a scan (smallest fitted error).
+
+    `fraction_bits`: make every coefficient exactly representable in that fixed point (see above).
+    """
     if activation not in FITTABLE:
         raise ValueError(f"cannot fit {activation!r}: the sign-split form covers {FITTABLE}")
     if degree < 1 or pieces < 1:
         raise ValueError("degree and pieces must be at least 1")
+    if fraction_bits is not None and not 8 <= fraction_bits <= 40:
+        raise ValueError(f"fraction_bits must be in [8, 40], got {fraction_bits}")
     limits = {}
     for side, given in (("neg", limit_neg), ("pos", limit_pos)):
         if given is not None:
@@ -172,12 +195,14 @@ def fit_sign_split(activation: str, degree: int, pieces: int = 1, limit_neg: flo
             errs = [_fit_side(activation, side, degree, pieces, L, L, samples)[1] for L in candidates]
             limits[side] = float(candidates[int(np.argmin(errs))])
     big = max(limits.values())
-    coeffs = {side: _fit_side(activation, side, degree, pieces, limits[side], big, samples)[0] for side in limits}
+    coeffs = {side: _fit_side(activation, side, degree, pieces, limits[side], big, samples, fraction_bits)[0]
+              for side in limits}
     if _residuals_equal(activation) and limits["neg"] == limits["pos"]:
         coeffs["neg"] = coeffs["pos"]
     fit = SignSplitFit(activation, degree, pieces, limits["neg"], limits["pos"],
                        tuple(tuple(map(float, c)) for c in coeffs["neg"]),
-                       tuple(tuple(map(float, c)) for c in coeffs["pos"]), weighted_by=weighted_by)
+                       tuple(tuple(map(float, c)) for c in coeffs["pos"]), weighted_by=weighted_by,
+                       fraction_bits=fraction_bits)
     grid = np.linspace(-GRID_HALF_WIDTH, GRID_HALF_WIDTH, GRID_POINTS)
     err = float(np.abs(fit.numpy(grid) - exact(activation, grid)).max())
     return replace(fit, fit_max_error=err)
@@ -190,7 +215,7 @@ def _residuals_equal(activation: str) -> bool:
 
 
 def _fit_side(activation: str, side: str, degree: int, pieces: int, own_limit: float, big_limit: float,
-              samples: np.ndarray | None) -> tuple[np.ndarray, float]:
+              samples: np.ndarray | None, fraction_bits: int | None = None) -> tuple[np.ndarray, float]:
     """Coefficients (pieces x degree+1) for one side, in the shared variable u, and the max error."""
     t = np.linspace(0.0, GRID_HALF_WIDTH, GRID_POINTS)
     target = _side_residual(activation, side, t)
@@ -209,7 +234,8 @@ def _fit_side(activation: str, side: str, degree: int, pieces: int, own_limit: f
             coeffs[p] = coeffs[p - 1] if p else 0.0
             continue
         design = np.vander(u[sel], degree + 1, increasing=True)
-        coeffs[p] = _lawson(design, target[sel], w[sel])
+        coeffs[p] = (_lawson(design, target[sel], w[sel]) if fraction_bits is None
+                     else _lawson_on_grid(design, target[sel], w[sel], 2.0 ** -fraction_bits))
         worst = max(worst, float(np.abs(design @ coeffs[p] - target[sel]).max()))
     return coeffs, worst
 

@@ -36,7 +36,8 @@ def load_inputs(path: Path) -> np.ndarray:
 
 def run_fit(activation: str, degree: int, pieces: int = 1, fit_range: tuple[float, float] | None = None,
             inputs: Path | None = None, name: str | None = None, measure: bool = True,
-            elements: int = 16384, out: Path | None = None, console: Console | None = None) -> dict:
+            elements: int = 16384, out: Path | None = None, console: Console | None = None,
+            fraction_bits: int | None = None) -> dict:
     console = console or Console()
     if fit_range is not None:
         lo, hi = fit_range
@@ -51,7 +52,7 @@ def run_fit(activation: str, degree: int, pieces: int = 1, fit_range: tuple[floa
                         + ("" if fit_range else ", scanning clamp points")):
         try:
             fit = fit_sign_split(activation, degree, pieces, limit_neg, limit_pos, samples,
-                                 weighted_by=str(inputs) if inputs else None)
+                                 weighted_by=str(inputs) if inputs else None, fraction_bits=fraction_bits)
         except ValueError as e:
             raise ConfigError(str(e)) from e
     path = save_fit(name, fit)
