@@ -77,13 +77,23 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
     console = make_console()
     s = run_sweep(args.spec, args.out, address=args.address, parallel=args.parallel,
                   retry_failed=args.retry_failed,
-                  share_references=not args.own_references, console=console)
+                  share_references=not args.own_references, console=console, only=_only(args.only))
     line = f"{s.points} points: {s.skipped} already done, {s.ran} ran, {s.failed} failed"
     if s.ran:
         line += f"; wall {s.wall_s:.1f} s for {s.busy_s:.1f} s of point time"
     console.print(line)
     for path in s.tables:
         console.print(f"wrote {path}")
+
+
+def _only(pairs: list[str] | None) -> dict[str, str]:
+    only = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(f"--only takes FIELD=VALUE (e.g. activations=raympc), got {pair!r}")
+        only[key.strip()] = value.strip()
+    return only
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
@@ -379,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--parallel", type=int, default=None,
                     help="points at once (embedded Ray: sizes it for that many; cluster: a cap)")
     sw.add_argument("--retry-failed", action="store_true", help="run failed points again")
+    sw.add_argument("--only", action="append", metavar="FIELD=VALUE",
+                    help="run only the spec's points with this field value (repeatable: all must match)")
     sw.add_argument("--own-references", action="store_true",
                     help="every shaped point measures its own unshaped reference steps (by default points "
                          "running the same program share one measurement)")

@@ -16,7 +16,7 @@ import psutil
 import pytest
 import yaml
 
-from raympc.sweeps import ResultStore, SpecError, expand, load_spec
+from raympc.sweeps import ResultStore, SpecError, expand, load_spec, select
 
 TINY_BASE = {"workload": "tiny-mnist", "steps": 1, "batch": 1}
 
@@ -70,6 +70,24 @@ def test_every_shipped_spec_is_valid():
     for p in specs:
         points = expand(load_spec(p))
         assert len({x.point_id for x in points}) == len(points)
+
+
+def test_only_picks_points_by_field_and_says_what_exists(tmp_path):
+    spec = Path(__file__).parents[1] / "workloads" / "specs" / "wan-step.yaml"
+    points = expand(load_spec(spec))
+    chosen = select(points, {"activations": "raympc"})
+    assert len(chosen) == 2 and {p.workload for p in chosen} == {"ddim-mnist", "ddim-mnist-mish"}
+    assert [p.exp_mode for p in select(points, {"activations": "spu-direct", "workload": "ddim-mnist"})] == \
+        ["taylor", "pade"]
+    with pytest.raises(SpecError, match="matches none.*'cipherdm'"):
+        select(points, {"activations": "puma"})
+    with pytest.raises(SpecError, match="unknown field"):
+        select(points, {"activation": "raympc"})
+    out = tmp_path / "out"
+    done = _sweep(spec, out, "--only", "activations", timeout=120)
+    assert done.returncode != 0 and "FIELD=VALUE" in done.stderr + done.stdout
+    done = _sweep(spec, out, "--only", "activations=puma", timeout=120)
+    assert done.returncode != 0 and "matches none" in done.stderr + done.stdout
 
 
 def test_tiny_sweep_end_to_end_then_rerun_skips_everything(tmp_path):

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .reservation import reservation
-from .spec import PointParams, expand, load_spec
+from .spec import PointParams, expand, load_spec, select
 from .store import ResultStore
 
 @dataclass
@@ -89,7 +89,7 @@ def embedded_cpus(points: list[PointParams], parallel: int) -> int:
 
 def run_sweep(spec_path: Path, out: Path, address: str | None = None, parallel: int | None = None,
               retry_failed: bool = False, share_references: bool = True,
-              console: Console | None = None) -> SweepSummary:
+              console: Console | None = None, only: dict[str, str] | None = None) -> SweepSummary:
     import ray
     from ray.util.placement_group import placement_group, remove_placement_group
     from ..cluster import start_or_join
@@ -99,6 +99,8 @@ def run_sweep(spec_path: Path, out: Path, address: str | None = None, parallel: 
     console = console or Console()
     spec = load_spec(spec_path)
     points = expand(spec)  # every problem in the spec is reported here, before anything runs
+    if only:
+        points = select(points, only)
     store = ResultStore(out).open()
     kept = Path(out) / "spec.yaml"  # the spec beside its results, for the report and for readers
     if Path(spec_path).resolve() != kept.resolve():

@@ -220,3 +220,16 @@ def expand(spec: SweepSpec) -> list[PointParams]:
     for p in points:
         seen.setdefault(p.point_id, p)
     return list(seen.values())
+
+
+def select(points: list[PointParams], only: dict[str, str]) -> list[PointParams]:
+    """The points whose fields all equal `only`'s values (compared as text, as typed on a command
+    line), e.g. {"activations": "raympc"} to rerun one variant of a spec after changing its code."""
+    unknown = sorted(set(only) - set(PointParams.model_fields))
+    if unknown:
+        raise SpecError(f"--only: unknown field(s) {unknown}; allowed fields: {sorted(PointParams.model_fields)}")
+    chosen = [p for p in points if all(str(getattr(p, k)) == v for k, v in only.items())]
+    if not chosen:
+        have = {k: sorted({str(getattr(p, k)) for p in points}) for k in only}
+        raise SpecError(f"--only {only} matches none of the spec's {len(points)} points; its values: {have}")
+    return chosen
