@@ -106,14 +106,16 @@ def test_broken_weights_file_is_a_clear_error(tmp_path):
         weights.load("missing", directory=tmp_path)
 
 
-def test_recorded_activation_inputs_come_from_the_shipped_model(tmp_path):
+@pytest.mark.parametrize("model, activation", [("ddpm-mnist", "silu"), ("ddpm-mnist-mish", "mish")])
+def test_recorded_activation_inputs_come_from_the_shipped_model(tmp_path, model, activation):
     from workloads.record_inputs import record_inputs
 
-    summary = record_inputs(tmp_path, steps=1, batch=2)
-    silu, logits = np.load(tmp_path / "silu.npy"), np.load(tmp_path / "softmax.npy")
-    assert summary["silu"]["count"] == silu.size > 10_000
+    summary = record_inputs(tmp_path, steps=1, batch=2, model=model)
+    assert set(summary) == {activation, "softmax"}
+    values, logits = np.load(tmp_path / f"{activation}.npy"), np.load(tmp_path / "softmax.npy")
+    assert summary[activation]["count"] == values.size > 10_000
     assert logits.size % 49 == 0  # attention rows at 7x7
-    assert np.isfinite(silu).all() and silu.min() < 0 < silu.max()
+    assert np.isfinite(values).all() and values.min() < 0 < values.max()
 
 
 def test_cost_by_layer_kind_accounts_for_the_whole_step(aby3, tiny):
