@@ -195,9 +195,11 @@ def fit_sign_split(activation: str, degree: int, pieces: int = 1, limit_neg: flo
             errs = [_fit_side(activation, side, degree, pieces, L, L, samples)[1] for L in candidates]
             limits[side] = float(candidates[int(np.argmin(errs))])
     big = max(limits.values())
+    # Where f - relu is even (SiLU, GeLU) and both clamps agree, the positive side's fit serves both.
+    mirrored = _residuals_equal(activation) and limits["neg"] == limits["pos"]
     coeffs = {side: _fit_side(activation, side, degree, pieces, limits[side], big, samples, fraction_bits)[0]
-              for side in limits}
-    if _residuals_equal(activation) and limits["neg"] == limits["pos"]:
+              for side in (("pos",) if mirrored else limits)}
+    if mirrored:
         coeffs["neg"] = coeffs["pos"]
     fit = SignSplitFit(activation, degree, pieces, limits["neg"], limits["pos"],
                        tuple(tuple(map(float, c)) for c in coeffs["neg"]),
