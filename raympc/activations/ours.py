@@ -70,7 +70,8 @@ def gelu_erf(x):
     return design("gelu_erf")(x)
 
 
-@register("mish", "raympc", 5e-3, (-16, 16), "sign + shifted clamp + degree-6 polynomial per side, coefficients on SPU's grid")
+@register("mish", "raympc", 5e-3, (-16, 16),
+          "sign + shifted clamp + degree-6 polynomial per side, coefficients on SPU's grid")
 def mish(x):
     return design("mish")(x)
 
