@@ -6,10 +6,8 @@ import os
 import shutil
 import socket
 import tempfile
-import time
 from dataclasses import dataclass
 
-import psutil
 import ray
 
 from . import leftovers
@@ -38,21 +36,9 @@ class RayHandle:
         if self.owned:
             ray.shutdown()  # stops exactly the processes this driver started
             if self.temp_dir:
-                _remove_when_released(self.temp_dir)
+                leftovers.remove_dir_when_released(self.temp_dir)
                 leftovers.forget()
 
-
-def _remove_when_released(path: str, timeout: float = 10.0) -> None:
-    """Remove Ray's temp dir once no process names it any more: for a moment after `ray.shutdown()`
-    returns, exiting workers and the log monitor still write into it (dead workers' logs move to
-    logs/old), which re-created a stray dir after a plain rmtree in one test run in two."""
-    deadline = time.monotonic() + timeout
-    while True:
-        shutil.rmtree(path, ignore_errors=True)
-        users = [p for p in psutil.process_iter(["cmdline"]) if any(path in a for a in p.info["cmdline"] or ())]
-        if not users and not os.path.exists(path) or time.monotonic() > deadline:
-            return
-        time.sleep(0.2)
 
 
 def start_or_join(address: str | None = None, num_cpus: int | None = None,

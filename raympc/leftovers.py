@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import psutil
@@ -80,6 +81,23 @@ def stop(procs: list[psutil.Process], grace_s: float = 5.0) -> None:
     psutil.wait_procs(alive, timeout=grace_s)
 
 
+def remove_dir_when_released(path: str, timeout: float = 10.0) -> None:
+    """Remove a Ray temp dir once no process names it any more. For a moment after Ray's processes
+    are told to stop, exiting workers and the log monitor still write into it (dead workers' logs
+    move to logs/old), which re-created stray dirs after a plain rmtree in some test runs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shutil.rmtree(path, ignore_errors=True)
+        if not _naming(path) and not os.path.exists(path) or time.monotonic() > deadline:
+            return
+        time.sleep(0.2)
+
+
+def _naming(path: str) -> list[psutil.Process]:
+    """Processes whose command line names `path` (Ray's give their session dir)."""
+    return [p for p in psutil.process_iter(["cmdline"]) if any(path in a for a in p.info["cmdline"] or ())]
+
+
 def reap(include_live: bool = False) -> list[str]:
     """Stop the processes and remove the dirs of drivers that are gone. Returns what was undone."""
     undone: list[str] = []
@@ -97,8 +115,11 @@ def reap(include_live: bool = False) -> list[str]:
         procs = [p for p in (same_process(i) for i in rec.get("processes", [])) if p is not None]
         stop(procs)
         for d in rec.get("dirs", []):
+            # Workers the raylet started after the record was written are not in it; their command
+            # lines name the driver's private temp dir, so they are found (and only they) by it.
+            stop(_naming(d))
             if os.path.isdir(d):
-                shutil.rmtree(d, ignore_errors=True)
+                remove_dir_when_released(d)
         pid = driver["pid"] if driver else "?"
         undone.append(f"driver {pid}: stopped {len(procs)} leftover process(es), removed {len(rec.get('dirs', []))} dir(s)")
         path.unlink(missing_ok=True)
