@@ -40,7 +40,6 @@ class RayHandle:
                 leftovers.forget()
 
 
-
 def start_or_join(address: str | None = None, num_cpus: int | None = None,
                   log_to_driver: bool = False) -> RayHandle:
     """`address=None`: reuse this process's Ray if already initialised, else start a private one.

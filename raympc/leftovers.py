@@ -94,8 +94,11 @@ def remove_dir_when_released(path: str, timeout: float = 10.0) -> None:
 
 
 def _naming(path: str) -> list[psutil.Process]:
-    """Processes whose command line names `path` (Ray's give their session dir)."""
-    return [p for p in psutil.process_iter(["cmdline"]) if any(path in a for a in p.info["cmdline"] or ())]
+    """Processes with an argument that is `path` or lies under it (Ray's name their session dir);
+    a bare substring match would also take /tmp/raympc-x1 for /tmp/raympc-x."""
+    inside = path.rstrip("/") + "/"
+    return [p for p in psutil.process_iter(["cmdline"])
+            if any(a.endswith(path) or inside in a for a in p.info["cmdline"] or ())]
 
 
 def reap(include_live: bool = False) -> list[str]:
