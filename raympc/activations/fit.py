@@ -2,15 +2,19 @@
 
 For an activation f with f(x) ~ relu(x) in both tails (SiLU, GeLU, Mish):
 
-    f(x) = relu(x) + g_side(u),   u = min(|x| + shift_side, L) - L / 2
+    f(x) = relu(x) + g_side(u),   u = min(|x| + shift_side, L) - origin
 
 One comparison gives the sign (hence relu and |x|), one comparison clamps, and g_side is a
 polynomial per side (and per piece, if `pieces` > 1). Each side has its own clamp point
 `limit_neg` / `limit_pos`: the side with the smaller one is shifted so that a single clamp at
 L = max(limits) serves both. Beyond the clamp g_side is constant, so the tails cannot blow up.
-When both sides are the same function (SiLU, GeLU: f - relu is even) one polynomial serves both;
-otherwise every side's (and piece's) polynomial comes from shared powers of u and one public
-dot product each (one truncation per polynomial), and selects on the sign (and piece) bits pick.
+
+When both sides are the same function (SiLU, GeLU: f - relu is even) one polynomial serves both,
+in u = min(|x|, L) (origin 0): then "x < 0" and "x^2 > L^2" are compared in one op (one
+comparison's rounds, not two in a row) and the clamped x^2 is u^2 for the polynomial's even part
+(blocks.mirror_clamp). Otherwise u is centred (origin L / 2), every side's (and piece's)
+polynomial comes from shared powers of u and one public dot product each (one truncation per
+polynomial), and selects on the sign (and piece) bits pick.
 
 The fitter is a weighted minimax (Lawson's iteration) on a dense grid covering the tails, so
 the reported error already includes the clamped tails. `weights` (from recorded inputs) make the
@@ -53,6 +57,16 @@ class SignSplitFit:
     fit_max_error: float = float("nan")  # float64 model of the form on [-16, 16]
     weighted_by: str | None = None
     fraction_bits: int | None = None  # coefficients are exact multiples of 2**-fraction_bits
+    origin: float | None = None  # u = clamped v - origin; None: limit / 2, as in fits made before origin 0
+
+    @property
+    def u_origin(self) -> float:
+        return self.limit / 2 if self.origin is None else self.origin
+
+    @property
+    def u_max(self) -> float:
+        """The largest |u| the polynomial sees (u lies in [-origin, limit - origin])."""
+        return max(self.u_origin, self.limit - self.u_origin)
 
     @property
     def limit(self) -> float:
@@ -68,13 +82,12 @@ class SignSplitFit:
 
     def __call__(self, x):
         """The secure form: trace it under SPU (or run it in plain JAX; the maths is the same)."""
-        if self.symmetric and self.degree >= 5:
-            # E(u^2) + u O(u^2) beats Horner from degree 5; relu = (x + |x|) / 2 joins E's dot product
-            t = blocks.abs_value(x)
-            u = blocks.clamp_above(t, self.limit) - self.limit / 2
-            return blocks.even_odd(u, self.coeffs_pos[0], extra=(x + t, 0.5))
+        if self.symmetric and self.u_origin == 0:
+            # both comparisons in one op; relu = (x + |x|) / 2 joins E's dot product
+            t, u, s = blocks.mirror_clamp(x, self.limit)
+            return blocks.even_odd(u, s, self.coeffs_pos[0], extra=(x + t, 0.5))
         neg, v, relu = blocks.sign_split(x, self._shift("neg"), self._shift("pos"))
-        u = blocks.clamp_above(v, self.limit) - self.limit / 2
+        u = blocks.clamp_above(v, self.limit) - self.u_origin
         if self.symmetric:
             return relu + blocks.horner(u, self.coeffs_pos[0])
         # Both sides (and every piece) from shared powers of u (ceil(log2 degree) multiply rounds),
@@ -105,7 +118,7 @@ class SignSplitFit:
         for side, mask in (("neg", x < 0), ("pos", x >= 0)):
             v = t[mask] + self._shift(side)
             vc = np.minimum(v, self.limit)
-            u = vc - self.limit / 2
+            u = vc - self.u_origin
             piece = np.searchsorted(self.breakpoints, v, side="left") if self.pieces > 1 else np.zeros(v.shape, int)
             coeffs = np.asarray(self.coeffs_neg if side == "neg" else self.coeffs_pos)
             out[mask] += np.sum(coeffs[piece] * u[:, None] ** np.arange(self.degree + 1), axis=1)
@@ -192,19 +205,22 @@ def fit_sign_split(activation: str, degree: int, pieces: int = 1, limit_neg: flo
             limits[side] = float(given)
         else:
             candidates = np.arange(2.0, 10.01, 0.25)
-            errs = [_fit_side(activation, side, degree, pieces, L, L, samples)[1] for L in candidates]
+            errs = [_fit_side(activation, side, degree, pieces, L, L, L / 2, samples)[1] for L in candidates]
             limits[side] = float(candidates[int(np.argmin(errs))])
     big = max(limits.values())
     # Where f - relu is even (SiLU, GeLU) and both clamps agree, the positive side's fit serves both.
     mirrored = _residuals_equal(activation) and limits["neg"] == limits["pos"]
-    coeffs = {side: _fit_side(activation, side, degree, pieces, limits[side], big, samples, fraction_bits)[0]
+    # A mirrored single polynomial is evaluated in min(|x|, L) (see the module docstring).
+    origin = 0.0 if mirrored and pieces == 1 else big / 2
+    coeffs = {side: _fit_side(activation, side, degree, pieces, limits[side], big, origin, samples,
+                              fraction_bits)[0]
               for side in (("pos",) if mirrored else limits)}
     if mirrored:
         coeffs["neg"] = coeffs["pos"]
     fit = SignSplitFit(activation, degree, pieces, limits["neg"], limits["pos"],
                        tuple(tuple(map(float, c)) for c in coeffs["neg"]),
                        tuple(tuple(map(float, c)) for c in coeffs["pos"]), weighted_by=weighted_by,
-                       fraction_bits=fraction_bits)
+                       fraction_bits=fraction_bits, origin=origin)
     grid = np.linspace(-GRID_HALF_WIDTH, GRID_HALF_WIDTH, GRID_POINTS)
     err = float(np.abs(fit.numpy(grid) - exact(activation, grid)).max())
     return replace(fit, fit_max_error=err)
@@ -217,7 +233,8 @@ def _residuals_equal(activation: str) -> bool:
 
 
 def _fit_side(activation: str, side: str, degree: int, pieces: int, own_limit: float, big_limit: float,
-              samples: np.ndarray | None, fraction_bits: int | None = None) -> tuple[np.ndarray, float]:
+              origin: float, samples: np.ndarray | None, fraction_bits: int | None = None
+              ) -> tuple[np.ndarray, float]:
     """Coefficients (pieces x degree+1) for one side, in the shared variable u, and the max error."""
     t = np.linspace(0.0, GRID_HALF_WIDTH, GRID_POINTS)
     target = _side_residual(activation, side, t)
@@ -225,7 +242,7 @@ def _fit_side(activation: str, side: str, degree: int, pieces: int, own_limit: f
     w = input_weights(samples, x_side)
     v = t + (big_limit - own_limit)
     vc = np.minimum(v, big_limit)
-    u = vc - big_limit / 2
+    u = vc - origin
     bounds = [big_limit * j / pieces for j in range(1, pieces)]
     piece = np.searchsorted(bounds, v, side="left")
     coeffs = np.zeros((pieces, degree + 1))

@@ -56,14 +56,25 @@ def reciprocal_coefficients(degree: int = RECIPROCAL_DEGREE) -> tuple[float, ...
 
 def octave_tables(v, lo: int, hi: int, *exponents: float) -> tuple:
     """2^(-j * e) for each exponent e, j being v's octave in [lo, hi), from one comparison of v
-    against every power of two at once; v below 2^lo counts as octave lo, above 2^hi as hi - 1."""
-    ks = np.arange(lo + 1, hi, dtype=np.float64)
-    above = blocks.bit(v[..., None] >= jnp.asarray(2.0 ** ks, jnp.float32))
-    ones = jnp.ones(above.shape[:-1] + (1,), jnp.int32)
-    edges = jnp.concatenate([ones, above, jnp.zeros_like(ones)], axis=-1)
-    onehot = edges[..., :-1] - edges[..., 1:]
+    against every power of two at once; v below 2^lo counts as octave lo, above 2^hi as hi - 1.
+
+    Written for the fewest rounds: sentinel thresholds that no input crosses (v >= -2^30 always,
+    v >= 2^40 never) give the edge bits from the same comparison (joining public ones and zeros
+    would cost a p2a round), and the one-hot and the table lookups are integer-by-public dot
+    products, so the comparison bits are converted to arithmetic shares once (slices of them
+    would be converted separately, a round each).
+    """
+    thresholds = np.concatenate([[-(2.0 ** 30)], 2.0 ** np.arange(lo + 1, hi, dtype=np.float64), [2.0 ** 40]])
+    edges = blocks.bit(v[..., None] >= jnp.asarray(thresholds, jnp.float32))
+    n = hi - lo
+    step_down = np.zeros((n + 1, n), np.int32)  # one-hot_j = edge_j - edge_(j+1)
+    step_down[np.arange(n), np.arange(n)] = 1
+    step_down[np.arange(1, n + 1), np.arange(n)] = -1
+    onehot = edges @ jnp.asarray(step_down)
     js = np.arange(lo, hi, dtype=np.float64)
-    return tuple(jnp.sum(onehot * jnp.asarray(2.0 ** (-js * e), jnp.float32), axis=-1) for e in exponents)
+    tables = np.stack([2.0 ** (-js * e) for e in exponents], axis=-1)
+    looked_up = onehot @ jnp.asarray(tables, jnp.float32)
+    return tuple(looked_up[..., i] for i in range(len(exponents)))
 
 
 def _poly(m, coeffs):
@@ -97,24 +108,26 @@ def group_norm(x, num_groups: int = 32, scale=None, bias=None, epsilon: float = 
     xg = x.reshape(b, -1, num_groups, gs)
     n = xg.shape[1] * gs
     k = b * num_groups
-    inv_n = jnp.full((k,), 1.0 / n, jnp.float32)
-    s1 = jnp.sum(xg, axis=(1, 3)).reshape(-1)
+    s1 = blocks.secret_sum(xg, (1, 3)).reshape(-1)
+    inv_n = blocks.secret_constant(s1, 1.0 / n)  # joins secrets below: shared without a round
     # one multiply: every x^2, and the mean (S1 / n)
     first = jnp.concatenate([xg.reshape(-1), s1]) * jnp.concatenate([xg.reshape(-1), inv_n])
-    s2 = jnp.sum(first[:-k].reshape(xg.shape), axis=(1, 3)).reshape(-1)
+    s2 = blocks.secret_sum(first[:-k].reshape(xg.shape), (1, 3)).reshape(-1)
     mean = first[-k:]
     # one multiply: E[x^2] = S2 / n and mean^2
     second = jnp.concatenate([s2, mean]) * jnp.concatenate([inv_n, mean])
     var = (second[:k] - second[k:] + epsilon).reshape(b, num_groups)
     octave, root = octave_tables(var, LO, HI, 1.0, 0.5)
-    gamma = jnp.ones((c,), jnp.float32) if scale is None else scale
     root_b = jnp.broadcast_to(root[..., None], (b, num_groups, gs))
-    gamma_b = jnp.broadcast_to(gamma.reshape(num_groups, gs), (b, num_groups, gs))
-    # one multiply: the normalised variance m, and gamma * 2^(-j/2)
-    third = jnp.concatenate([var.reshape(-1), root_b.reshape(-1)]) * \
-        jnp.concatenate([octave.reshape(-1), gamma_b.reshape(-1)])
-    m = third[:k].reshape(b, num_groups)
-    mul = _poly(m, rsqrt_coefficients())[..., None] * third[k:].reshape(b, num_groups, gs)
+    if scale is None:  # gamma = 1: nothing to fold into the octave multiply
+        m, gain = var * octave, root_b
+    else:
+        gamma_b = jnp.broadcast_to(scale.reshape(num_groups, gs), (b, num_groups, gs))
+        # one multiply: the normalised variance m, and gamma * 2^(-j/2)
+        third = jnp.concatenate([var.reshape(-1), root_b.reshape(-1)]) * \
+            jnp.concatenate([octave.reshape(-1), gamma_b.reshape(-1)])
+        m, gain = third[:k].reshape(b, num_groups), third[k:].reshape(b, num_groups, gs)
+    mul = _poly(m, rsqrt_coefficients())[..., None] * gain
     y = (xg - mean.reshape(b, 1, num_groups, 1)) * mul[:, None]
     if bias is not None:
         y = y + bias.reshape(num_groups, gs)

@@ -88,7 +88,7 @@ def softmax(x, axis=-1, where=None, initial=None):
         raise NotImplementedError("raympc softmax does not take `where`/`initial`; mask the logits instead")
     z = x - blocks.row_max_tournament(x, axis=axis, fan_in=MAX_FAN_IN)
     e = exp_design()(z)
-    return normalization.divide_rows(e, jnp.sum(e, axis=axis, keepdims=True), axis=axis)
+    return normalization.divide_rows(e, blocks.secret_sum(e, axis=axis, keepdims=True), axis=axis)
 
 
 @register("rsqrt", "raympc", 2e-3, (0.0625, 1024.0),

@@ -63,12 +63,11 @@ def as_function(fit: SignSplitFit):
 
 def coefficient_rounding_bound(fit: SignSplitFit) -> float:
     """How far SPU's encoding of float coefficients can move the form: one ulp per coefficient
-    times |u|^k at the clamp (|u| <= limit / 2). Zero for a fit made on SPU's grid; for a
-    degree-6 Mish in float it is 1.2e-2, which is why `raympc fit` rounds by default."""
+    times the largest |u|^k. Zero for a fit made on SPU's grid; for a degree-6 Mish in float it
+    is 1.2e-2, which is why `raympc fit` rounds by default."""
     if fit.fraction_bits is not None and fit.fraction_bits <= SPU_FRACTION_BITS:
         return 0.0  # multiples of 2^-fraction_bits are exact on SPU's coarser-or-equal grid
-    half = fit.limit / 2
-    return SPU_ULP * sum(half ** k for k in range(fit.degree + 1))
+    return SPU_ULP * sum(fit.u_max ** k for k in range(fit.degree + 1))
 
 
 def register_fit(name: str, fit: SignSplitFit) -> None:
