@@ -89,7 +89,7 @@ class SignSplitFit:
         neg, v, relu = blocks.sign_split(x, self._shift("neg"), self._shift("pos"))
         u = blocks.clamp_above(v, self.limit) - self.u_origin
         if self.symmetric:
-            return relu + blocks.horner(u, self.coeffs_pos[0])
+            return relu + blocks.polynomial(u, self.coeffs_pos[0])
         # Both sides (and every piece) from shared powers of u (ceil(log2 degree) multiply rounds),
         # one public dot each: SPU pays one truncation per dot, but a matrix product with several
         # columns costs over twice that.

@@ -77,14 +77,9 @@ def octave_tables(v, lo: int, hi: int, *exponents: float) -> tuple:
     return tuple(looked_up[..., i] for i in range(len(exponents)))
 
 
-def _poly(m, coeffs):
-    """sum c_k m^k with the powers from as few rounds as possible (blocks.powers), one public dot."""
-    return blocks.public_dot(blocks.powers(m, len(coeffs) - 1), coeffs[1:]) + coeffs[0]
-
-
 def rsqrt(v):
     scale, root = octave_tables(v, LO, HI, 1.0, 0.5)
-    return _poly(v * scale, rsqrt_coefficients()) * root
+    return blocks.polynomial(v * scale, rsqrt_coefficients()) * root
 
 
 def divide_rows(e, total, axis: int = -1):
@@ -97,7 +92,7 @@ def divide_rows(e, total, axis: int = -1):
     k = total.size
     both = jnp.concatenate([total.reshape(-1), e.reshape(-1)]) * \
         jnp.concatenate([scale.reshape(-1), jnp.broadcast_to(scale[..., None], e.shape).reshape(-1)])
-    inverse = _poly(both[:k].reshape(total.shape), reciprocal_coefficients())
+    inverse = blocks.polynomial(both[:k].reshape(total.shape), reciprocal_coefficients())
     return jnp.moveaxis(both[k:].reshape(e.shape) * inverse[..., None], -1, axis)
 
 
@@ -127,7 +122,7 @@ def group_norm(x, num_groups: int = 32, scale=None, bias=None, epsilon: float = 
         third = jnp.concatenate([var.reshape(-1), root_b.reshape(-1)]) * \
             jnp.concatenate([octave.reshape(-1), gamma_b.reshape(-1)])
         m, gain = third[:k].reshape(b, num_groups), third[k:].reshape(b, num_groups, gs)
-    mul = _poly(m, rsqrt_coefficients())[..., None] * gain
+    mul = blocks.polynomial(m, rsqrt_coefficients())[..., None] * gain
     y = (xg - mean.reshape(b, 1, num_groups, 1)) * mul[:, None]
     if bias is not None:
         y = y + bias.reshape(num_groups, gs)
