@@ -11,7 +11,7 @@ import pytest
 
 import raympc.activations as acts
 from raympc import Secret, Session, SpuConfig
-from raympc.activations import ours
+from raympc.activations import blocks, ours
 from raympc.activations.exact import exact
 from raympc.activations.registry import ELEMENTWISE
 
@@ -36,6 +36,19 @@ def test_raympc_forms_lose_little_to_fixed_point(aby3, activation):
     grid = np.linspace(-16, 16, 4097, dtype=np.float32)
     err = np.abs(aby3.run(fit, grid).outputs - exact(activation, grid)).max()
     assert err <= fit.fit_max_error + 5e-4, f"{activation}: {err:.2e} under SPU, {fit.fit_max_error:.2e} in float64"
+
+
+@pytest.mark.parametrize("activation", ["silu", "gelu_tanh", "gelu_erf"])
+def test_mirrored_forms_compare_once(aby3, activation):
+    """Where f - relu is even, the sign and the clamp are one comparison op (both bits at once):
+    one msb_a2b per rank, where comparing |x| with the clamp needs |x| first (two in a row)."""
+    x = np.linspace(-16, 16, 1024, dtype=np.float32)
+    m = aby3.run(acts.get(activation, "raympc").fn, x).metrics
+    assert m.ops("mpc")["msb_a2b"].count == len(m.ranks), m.ops("mpc")
+    t, clamped, square = (np.asarray(v) for v in blocks.mirror_clamp(jnp.asarray(x), 7.25))
+    np.testing.assert_allclose(t, np.abs(x))
+    np.testing.assert_allclose(clamped, np.minimum(np.abs(x), 7.25), rtol=1e-6)
+    np.testing.assert_allclose(square, np.minimum(x * x, 7.25 ** 2), rtol=1e-6, atol=1e-5)
 
 
 @pytest.mark.parametrize("activation", RELU_LIKE)

@@ -98,3 +98,30 @@ def test_divide_rows_inverts_sums_between_one_and_the_row_length(aby3, rng):
     e[:, 0] = 1.0  # softmax's row maximum
     got = aby3.run(lambda e: normalization.divide_rows(e, jnp.sum(e, -1, keepdims=True)), e).outputs
     np.testing.assert_allclose(got, e / e.sum(-1, keepdims=True), atol=2e-4)
+
+
+def _mpc_calls(metrics, op: str) -> float:
+    """Calls of one MPC kernel per rank (SPU's profile; deterministic for a program)."""
+    return metrics.ops("mpc").get(op).count / len(metrics.ranks) if op in metrics.ops("mpc") else 0.0
+
+
+@pytest.mark.parametrize("impl", ["groupnorm", "rsqrt", "softmax"])
+def test_no_public_value_is_shared_by_a_message(aby3, rng, impl):
+    """SPU shares a public value joined to secrets (and a reduce's zero init) by p2a, one message
+    per rank that every party waits for; raympc's normalisation makes those sharings locally."""
+    x = {"groupnorm": _group_input(rng, (2, 7, 7, 64), 2.0, 1.0), "rsqrt": np.linspace(0.1, 50, 256, dtype=np.float32),
+         "softmax": rng.normal(0, 3, (4, 49)).astype(np.float32)}[impl]
+    fn = acts.get(impl, "raympc").fn
+    m = aby3.run((lambda v: fn(v, 8)) if impl == "groupnorm" else fn, x).metrics
+    assert _mpc_calls(m, "p2a") == 0, m.ops("mpc")
+    # ... and the octave comparison's bits are converted to arithmetic shares once
+    assert _mpc_calls(m, "b2a") == 1
+
+
+def test_pairwise_sums_and_ands_match_numpy():
+    x = np.random.default_rng(0).normal(size=(2, 7, 5, 3)).astype(np.float32)
+    for axis, keepdims in [((1, 3), False), (-1, True), (0, False), ((0, 1, 2, 3), False), (2, True)]:
+        np.testing.assert_allclose(blocks.secret_sum(jnp.asarray(x), axis, keepdims), x.sum(axis, keepdims=keepdims),
+                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(blocks.secret_all(jnp.asarray(x > -1), axis, keepdims),
+                                      (x > -1).all(axis, keepdims=keepdims))
