@@ -13,6 +13,12 @@ Costs below are rank-0 bytes per element under ABY3/FM64, read from SPU's MPC-le
   by `p2a`: a few bytes, but one message every rank waits for, a full one-way delay on a WAN.
   `secret_constant` makes the same sharing locally. `jnp.sum` pays one too, sealing its zero
   init; `secret_sum` adds pairwise instead.
+
+Rounds matter as much on a WAN: SPU runs ops one after another, so independent work stacked into
+one op pays one op's messages (a comparison: 8 send actions per rank; a multiply with its
+truncation ~2.7). Slices of one comparison's bits used in different ops are converted to
+arithmetic shares separately, a `b2a` round each; an integer dot on the whole bit tensor
+converts it once.
 """
 
 from __future__ import annotations
@@ -62,11 +68,6 @@ def _pairwise(x, axis, keepdims: bool, combine) -> jnp.ndarray:
             paired = jnp.concatenate([paired[..., :-1], combine(paired[..., -1:], y[..., -1:])], axis=-1)
         y = paired
     return y.reshape(out_shape)
-
-
-def abs_value(x):
-    """|x| with one comparison, one b2a and one integer multiply (52; `jnp.abs` costs 60)."""
-    return (1 - 2 * bit(x < 0)) * x
 
 
 def sign_split(x, shift_neg: float = 0.0, shift_pos: float = 0.0):
