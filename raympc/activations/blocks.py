@@ -191,7 +191,8 @@ def row_max_tournament(x, axis: int = -1, fan_in: int = 4):
         groups = -(-n // fan_in)
         if groups * fan_in != n:
             # pad with a value below any logit; it never wins against a real entry
-            pad = jnp.broadcast_to(secret_constant(x[..., :1], -(2.0 ** 24)), x.shape[:-1] + (groups * fan_in - n,))
+            pad = jnp.broadcast_to(secret_constant(x[..., :1], -(2.0 ** 24)),
+                                   x.shape[:-1] + (groups * fan_in - n,))
             x = jnp.concatenate([x, pad], axis=-1)
         g = x.reshape(x.shape[:-1] + (groups, fan_in))
         less = g[..., first] < g[..., second]  # (…, pairs): x_i < x_j for i < j

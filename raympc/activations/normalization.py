@@ -10,17 +10,20 @@ The pieces here:
 - `rsqrt(v)`: one comparison of v against every power of two 2^k (k in [LO, HI)) at once gives
   v's octave j as a one-hot int tensor; public tables give 2^-j and 2^(-j/2), so m = v 2^-j lies
   in [1, 2); a quartic (powers m^2, then m^3 and m^4 in one multiply) gives m^-1/2 to 1.7e-4
-  relative, times 2^(-j/2). About 28 delays instead of 52. The tables are exact powers of two
-  down to 2^-18, SPU's fixed-point resolution, hence HI = 18. Inputs in [-2^LO, 2^LO) (a
-  variance of zero, or slightly negative from fixed-point round-off) give a large finite value,
-  at most 2^(-LO/2) p(-1) ~ 712, instead of rsqrt's blow-up, so GroupNorm needs no clamp of the
-  variance (flax's costs a comparison); its centred input is ~0 there anyway.
+  relative, times 2^(-j/2): 22 send actions per rank instead of SPU's 47. The tables are exact
+  powers of two down to 2^-18, SPU's fixed-point resolution, hence HI = 18. Inputs in
+  [-2^LO, 2^LO) (a variance of zero, or slightly negative from fixed-point round-off) give a
+  large finite value, at most 2^(-LO/2) p(-1) ~ 712, instead of rsqrt's blow-up, so GroupNorm
+  needs no clamp of the variance (flax's costs a comparison); its centred input is ~0 there.
 - `group_norm`: the statistics in two multiplies (x^2 and the mean's 1/n in one, then mean^2
-  and E[x^2]'s 1/n in one), the octave tables, then m and R*gamma in one multiply: about 38
-  delays instead of 86 (35 send actions per rank instead of 73), bytes within 10% of flax's. A
-  2-D matmul would give the sum of squares for almost no bytes, but SPU's matmul with a long
-  contraction (3,136) costs ~0.8 s of compute here, more than the bytes it saves take on a
-  400 Mbit/s link.
+  and E[x^2]'s 1/n in one), the octave tables, then m and R*gamma in one multiply: 30 send
+  actions per rank instead of flax's 70 (`raympc bench activations`), bytes within 10% of
+  flax's. A 2-D matmul would give the sum of squares for almost no bytes, but SPU's
+  (16 x 3,136) @ (3,136 x 16) matmul costs ~0.6 s of compute per call here, more than the bytes
+  it saves take on a 400 Mbit/s link.
+- No public value joins a secret and nothing is summed by a reduce (each would cost a p2a
+  message all ranks wait for, see blocks.py): 1/n is a locally made sharing, sums are pairwise,
+  and the octave tables' edge bits come from sentinel thresholds in the same comparison.
 """
 
 from __future__ import annotations
