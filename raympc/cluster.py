@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import tempfile
 from dataclasses import dataclass
@@ -70,7 +69,7 @@ def start_or_join(address: str | None = None, num_cpus: int | None = None,
                 namespace="raympc",
             )
         except Exception as exc:
-            shutil.rmtree(temp_dir, ignore_errors=True)
+            leftovers.remove_dir_when_released(temp_dir)  # a half-started Ray may still write into it
             raise RayStartError(f"could not start an embedded Ray instance: {exc}") from exc
         leftovers.record([temp_dir])  # so `raympc netsim reset` can undo a driver killed by SIGKILL
         return RayHandle(owned=True, address=ctx.address_info["gcs_address"], temp_dir=temp_dir)
