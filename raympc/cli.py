@@ -61,7 +61,8 @@ def _cmd_bench_activations(args: argparse.Namespace) -> None:
             raise ConfigError(f"--inputs wants ACTIVATION=FILE, got {item!r}")
         inputs[activation] = Path(path)
     bench_activations(elements=args.elements, out=args.out, console=make_console(),
-                      networks=tuple(args.networks.split(",")), inputs=inputs)
+                      networks=tuple(args.networks.split(",")), inputs=inputs,
+                      only=tuple(args.only.split(",")) if args.only else None, ops=args.ops)
 
 
 def _cmd_bench_sd_scale(args: argparse.Namespace) -> None:
@@ -423,6 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--networks", default="unshaped,wan", help="profiles to time under (bytes do not depend on them)")
     ab.add_argument("--inputs", action="append", metavar="ACTIVATION=FILE",
                     help="recorded inputs (.npy/.npz) to report errors on as well; repeatable")
+    ab.add_argument("--only", metavar="ACTIVATION[,...]",
+                    help="bench these activations only (all their implementations), e.g. silu,softmax")
+    ab.add_argument("--ops", action="store_true", help="also print each implementation's cost by SPU MPC kernel")
     ab.add_argument("--out", type=Path, default=Path("runs/bench"))
     ab.set_defaults(func=_cmd_bench_activations)
     tb = bench_sub.add_parser("tls", help="cost of TLS on the party links")

@@ -177,3 +177,36 @@ def test_stock_undoes_a_swap_for_plaintext_references():
             assert np.abs(np.asarray(acts.current("mish")(x)) - exact("mish", np.asarray(x))).max() < 1e-5
         assert np.array_equal(np.asarray(jax.nn.silu(x)), swapped)  # the swap is back
     assert np.abs(swapped - exact_silu).max() > 0.04  # cipherdm's SiLU really was swapped in
+
+
+def test_bench_cost_by_kernel_adds_up_to_the_total(ray_ready, tmp_path):
+    """`raympc bench activations --only silu --ops`: every implementation's per-kernel bytes sum to
+    its measured total, and the kernels say what each form does (SPU's counts are deterministic)."""
+    import io
+
+    from rich.console import Console
+
+    from raympc.bench.activations import bench_activations
+
+    printed = io.StringIO()
+    result = bench_activations(elements=2048, out=tmp_path, console=Console(file=printed, width=200),
+                               networks=("unshaped",), only=("silu",), ops=True)
+    rows = result["rows"]
+    assert {r["activation"] for r in rows} == {"silu"}
+    assert {(r["impl"], r["exp_mode"]) for r in rows} >= {("raympc", "taylor"), ("spu-direct", "pade")}
+    for r in rows:
+        total = sum(c["bytes_per_elem_per_rank"] for c in r["mpc_ops"].values())
+        assert total == pytest.approx(r["bytes_per_elem_per_rank"], rel=1e-9), r["impl"]
+    ops = {(r["impl"], r["exp_mode"]): r["mpc_ops"] for r in rows}
+    assert ops[("raympc", "taylor")]["msb_a2b"]["calls_per_rank"] == 1  # sign and clamp in one comparison
+    assert "a2b" in ops[("spu-direct", "taylor")]  # SPU's reciprocal normalises by a full bit decomposition
+    assert "cost by SPU MPC kernel" in printed.getvalue()
+    assert (tmp_path / "bench-activations.json").exists()
+
+
+def test_bench_only_names_the_activations_it_knows(ray_ready):
+    from raympc.bench.activations import bench_activations
+    from raympc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="known: .*silu"):
+        bench_activations(elements=256, networks=("unshaped",), only=("swish",))

@@ -4,7 +4,9 @@ Per implementation: bytes per element (rank 0, and per rank averaged over all th
 split between ranks varies run to run, their total does not), send actions, time on the Ray
 parties under each network profile, max and mean abs error on a uniform grid (and on recorded
 inputs, if given), and the byte ratio against spu-direct under SPU's Taylor exp and under its
-Pade exp (CipherDM's baseline). Table, JSON and a cost/error plot.
+Pade exp (CipherDM's baseline). Table, JSON and a cost/error plot. Each row also carries its
+cost by SPU MPC kernel (`msb_a2b` for comparisons, `mul_aa`, `trunc_a`, `b2a`, ...), which `--ops`
+prints: where an implementation's bytes and messages go.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ def measure_implementation(session: Session, impl: acts.Implementation, n: int,
            "rank0_bytes_per_elem": m.ranks[0].send_bytes / x.size,
            "bytes_per_elem_per_rank": m.send_bytes / x.size / len(m.ranks),
            "bytes_per_elem": m.send_bytes / x.size, "send_actions": m.send_actions,
-           "time_s": m.wall_time_s, "max_abs_error": float(err.max()), "mean_abs_error": float(err.mean())}
+           "time_s": m.wall_time_s, "max_abs_error": float(err.max()), "mean_abs_error": float(err.mean()),
+           "mpc_ops": kernel_costs(m, x.size)}
     if impl.activation in recorded:
         real = recorded[impl.activation]
         real_err = np.abs(np.asarray(session.run(impl.fn, real).outputs, np.float64) - exact(impl.activation, real))
@@ -59,19 +62,35 @@ def measure_implementation(session: Session, impl: acts.Implementation, n: int,
     return row
 
 
+def kernel_costs(metrics, elements: int) -> dict[str, dict[str, float]]:
+    """Per MPC kernel with traffic: calls, bytes per element and send actions, each per rank
+    (averaged over the ranks; SPU's profile, deterministic for a program)."""
+    ranks = len(metrics.ranks)
+    return {op: {"calls_per_rank": st.count / ranks, "bytes_per_elem_per_rank": st.send_bytes / elements / ranks,
+                 "send_actions_per_rank": st.send_actions / ranks}
+            for op, st in sorted(metrics.ops("mpc").items(), key=lambda kv: -kv[1].send_bytes)
+            if st.send_bytes or st.send_actions}
+
+
 def _time_only(session: Session, impl: acts.Implementation, n: int) -> float:
     return session.run(impl.fn, _inputs(impl, n)).metrics.wall_time_s
 
 
 def bench_activations(elements: int = ELEMENTS, out: Path | None = None, console: Console | None = None,
-                      networks: tuple[str, ...] = NETWORKS, inputs: dict[str, Path] | None = None) -> dict:
-    """`inputs` maps an activation to a .npy/.npz of recorded inputs (errors are also reported there)."""
+                      networks: tuple[str, ...] = NETWORKS, inputs: dict[str, Path] | None = None,
+                      only: tuple[str, ...] | None = None, ops: bool = False) -> dict:
+    """`inputs` maps an activation to a .npy/.npz of recorded inputs (errors are also reported there);
+    `only` limits the bench to some activations (every implementation of each, so the ratios keep
+    their baselines); `ops` prints each implementation's cost by MPC kernel."""
     from ..activations.fit_command import load_inputs
+    from ..errors import ConfigError
 
     console = console or Console()
+    known = sorted({i.activation for i in acts.implementations()})
+    if only and (unknown := sorted(set(only) - set(known))):
+        raise ConfigError(f"--only: no activation {', '.join(unknown)}; known: {', '.join(known)}")
+    wanted = [i for i in acts.implementations() if not only or i.activation in only]
     if inputs and "softmax" in inputs:
-        from ..errors import ConfigError
-
         raise ConfigError("--inputs covers elementwise activations; softmax rows have their own length")
     rng = np.random.default_rng(0)
     recorded = {a: rng.choice(v := load_inputs(p), size=min(elements, v.size), replace=False).astype(np.float32)
@@ -79,8 +98,7 @@ def bench_activations(elements: int = ELEMENTS, out: Path | None = None, console
     rows: list[dict] = []
     for exp_mode in ("taylor", "pade"):
         with Session(spu_config=SpuConfig(exp_mode=exp_mode)) as session:
-            impls = acts.implementations() if exp_mode == "taylor" else \
-                [i for i in acts.implementations() if i.impl == "spu-direct"]
+            impls = wanted if exp_mode == "taylor" else [i for i in wanted if i.impl == "spu-direct"]
             for impl in track(impls, description=f"activations, exp {exp_mode}", console=console):
                 rows.append({**measure_implementation(session, impl, elements, recorded), "exp_mode": exp_mode})
         for network in networks:
@@ -116,9 +134,24 @@ def bench_activations(elements: int = ELEMENTS, out: Path | None = None, console
         cells += [f"{r['bytes_vs_direct_taylor']:.2f}x", f"{r['bytes_vs_direct_pade']:.2f}x"]
         table.add_row(*cells)
     console.print(table)
+    if ops:
+        _print_kernel_costs(rows, console)
     result = {"benchmark": "activations", "networks": list(networks), "rows": rows}
     write_results(out, "bench-activations", result, console, plot=lambda path: _plot(rows, path))
     return result
+
+
+def _print_kernel_costs(rows: list[dict], console: Console) -> None:
+    for activation in sorted({r["activation"] for r in rows}):
+        table = Table(title=f"{activation}: cost by SPU MPC kernel, per rank (averaged over the three)")
+        for col in ("impl", "exp", "kernel", "calls", "B/elem", "send actions"):
+            table.add_column(col, justify="left" if col in ("impl", "exp", "kernel") else "right")
+        for r in sorted((r for r in rows if r["activation"] == activation), key=lambda r: r["bytes_per_elem"]):
+            for i, (op, c) in enumerate(r["mpc_ops"].items()):
+                table.add_row(r["impl"] if i == 0 else "", r["exp_mode"] if i == 0 else "", op,
+                              f"{c['calls_per_rank']:.1f}", f"{c['bytes_per_elem_per_rank']:.1f}",
+                              f"{c['send_actions_per_rank']:.1f}", end_section=i == len(r["mpc_ops"]) - 1)
+        console.print(table)
 
 
 def _plot(rows: list[dict], path: Path) -> None:
