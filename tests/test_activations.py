@@ -51,6 +51,21 @@ def test_mirrored_forms_compare_once(aby3, activation):
     np.testing.assert_allclose(square, np.minimum(x * x, 7.25 ** 2), rtol=1e-6, atol=1e-5)
 
 
+@pytest.mark.parametrize("activation", ["silu", "mish"])
+def test_polynomial_dots_share_one_truncation(aby3, rng, activation):
+    """`blocks.public_dots`: several public dot products in one op, so SPU truncates them together
+    (one trunc_a per rank; a dot per polynomial would pay one each). SiLU's even and odd halves
+    and Mish's two sides go through it."""
+    terms = [rng.normal(size=300).astype(np.float32) for _ in range(3)]
+    groups = [(terms, [0.5, -0.25, 2.0]), (terms[:2], [1.5, 0.75])]
+    out = aby3.run(lambda a, b, c: blocks.public_dots([([a, b, c], groups[0][1]), ([a, b], groups[1][1])]), *terms)
+    expected = [sum(w * t for w, t in zip(ws, ts)) for ts, ws in groups]
+    np.testing.assert_allclose(np.stack(out.outputs), np.stack(expected), atol=1e-4)
+    assert out.metrics.ops("mpc")["trunc_a"].count == len(out.metrics.ranks)
+    form = aby3.run(acts.get(activation, "raympc").fn, np.linspace(-8, 8, 512, dtype=np.float32)).metrics
+    assert form.ops("hlo")["pphlo.dot"].count == len(form.ranks), form.ops("hlo")
+
+
 @pytest.mark.parametrize("activation", RELU_LIKE)
 def test_raympc_tails_do_not_blow_up(aby3, activation):
     x = np.array([-3000, -400, -40, -17, 17, 40, 400, 3000], np.float32)

@@ -132,8 +132,9 @@ def mirror_clamp(x, limit: float):
 def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None) -> jnp.ndarray:
     """sum c_k u^k as E(s) + u O(s) for public coefficients, s = u^2 given (see mirror_clamp).
 
-    Degree 5 costs 64 (s^2, two public dots, u * O) against Horner's 92; `extra=(y, w)` adds w * y
-    inside E's dot, so a term such as relu(x) / 2 shares E's truncation instead of paying one.
+    Degree 5 costs 64 (s^2, E's and O's dots truncated in one op, u * O) against Horner's 92;
+    `extra=(y, w)` adds w * y inside E's dot, so a term such as relu(x) / 2 shares E's truncation
+    instead of paying one.
     """
     deg = len(coeffs) - 1
     powers = [s]
@@ -144,10 +145,32 @@ def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None) -> jnp.n
     if extra is not None:
         even_terms.append(extra[0])
         even_w.append(float(extra[1]))
-    even = (_public_dot(even_terms, even_w) if even_w else 0.0) + coeffs[0]
     odd_w = [float(c) for c in coeffs[3::2]]
-    odd = (_public_dot(powers[: len(odd_w)], odd_w) if odd_w else 0.0) + coeffs[1]
+    groups = [(t, w) for t, w in ((even_terms, even_w), (powers[: len(odd_w)], odd_w)) if w]
+    dots = public_dots(groups) if groups else []
+    even = (dots.pop(0) if even_w else 0.0) + coeffs[0]
+    odd = (dots.pop(0) if odd_w else 0.0) + coeffs[1]
     return even + u * odd
+
+
+def public_dots(groups: Sequence[tuple[Sequence, Sequence[float]]]) -> list:
+    """[sum_i w_i * terms_i for each (terms, w) group], all in one dot product with one public vector.
+
+    Each group's terms occupy their own block of the vector; the other blocks of its row are
+    zeros made locally, so SPU truncates every output in one op: one round where a dot per group
+    would pay one each, and the same bytes. (A public matrix with a column per group costs more:
+    SPU truncates such a product column by column.)
+    """
+    if len(groups) == 1:
+        return [_public_dot(*groups[0])]
+    zero = secret_constant(groups[0][0][0], 0.0)
+    rows = []
+    for g, (terms, _) in enumerate(groups):
+        row = [zero for h in groups[:g] for _ in h[1]] + list(terms) + [zero for h in groups[g + 1:] for _ in h[1]]
+        rows.append(jnp.stack([jnp.broadcast_to(t, zero.shape) for t in row], axis=-1))
+    weights = [float(w) for _, ws in groups for w in ws]
+    out = jnp.stack(rows) @ jnp.asarray(weights, dtype=rows[0].dtype)
+    return [out[g] for g in range(len(groups))]
 
 
 def _public_dot(terms: Sequence, weights: Sequence[float]):

@@ -13,8 +13,8 @@ When both sides are the same function (SiLU, GeLU: f - relu is even) one polynom
 in u = min(|x|, L) (origin 0): then "x < 0" and "x^2 > L^2" are compared in one op (one
 comparison's rounds, not two in a row) and the clamped x^2 is u^2 for the polynomial's even part
 (blocks.mirror_clamp). Otherwise u is centred (origin L / 2), every side's (and piece's)
-polynomial comes from shared powers of u and one public dot product each (one truncation per
-polynomial), and selects on the sign (and piece) bits pick.
+polynomial comes from shared powers of u, all their public dot products are truncated in one op
+(`blocks.public_dots`), and selects on the sign (and piece) bits pick.
 
 The fitter is a weighted minimax (Lawson's iteration) on a dense grid covering the tails, so
 the reported error already includes the clamped tails. `weights` (from recorded inputs) make the
@@ -91,12 +91,11 @@ class SignSplitFit:
         if self.symmetric:
             return relu + blocks.polynomial(u, self.coeffs_pos[0])
         # Both sides (and every piece) from shared powers of u (ceil(log2 degree) multiply rounds),
-        # one public dot each: SPU pays one truncation per dot, but a matrix product with several
-        # columns costs over twice that.
+        # then all their public dots in one op (one truncation round for the lot).
         powers = blocks.powers(u, self.degree)
         same = self.coeffs_neg == self.coeffs_pos and self.limit_neg == self.limit_pos
         polys = self.coeffs_pos if same else (*self.coeffs_neg, *self.coeffs_pos)
-        values = [blocks.public_dot(powers, c[1:]) + c[0] for c in polys]
+        values = [d + c[0] for d, c in zip(blocks.public_dots([(powers, c[1:]) for c in polys]), polys)]
         piece_bits = [v > b for b in self.breakpoints]
 
         def side(offset: int):
