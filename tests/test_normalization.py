@@ -27,9 +27,9 @@ def test_rsqrt_covers_its_octaves_and_stays_finite_below_them(aby3):
     # 1e-3 relative, or two fixed-point ulps (2^-17) where the result itself is that small
     np.testing.assert_allclose(got, exact("rsqrt", v), rtol=1e-3, atol=2.0 ** -17)
     # a variance of zero or slightly negative (fixed-point round-off, ~1e-5) gives a large finite
-    # value: at most 2^(-LO/2) p(-1) ~ 712 for v in [-2^LO, 2^LO)
+    # value: the first piece's quadratic on [-1, 1] times 2^(-LO/2), in [128, 374]
     low = aby3.run(acts.get("rsqrt", "raympc").fn, np.array([0.0, -3e-5, 2.0 ** -16], np.float32)).outputs
-    assert np.all(low > 100) and np.all(low < 720), low
+    assert np.all(low > 100) and np.all(low < 400), low
 
 
 @pytest.mark.parametrize("shape,spread,offset", [((2, 7, 7, 64), 3.0, 3.0), ((2, 14, 14, 32), 0.5, 0.2),
@@ -44,7 +44,7 @@ def test_group_norm_matches_flax_under_spu(aby3, rng, shape, spread, offset):
     fn = acts.get("groupnorm", "raympc").fn
     got = aby3.run(lambda p, x: fn(x, groups, p["params"]["scale"], p["params"]["bias"]),
                    Secret(params, owner="model"), x).outputs
-    # normalised values reach ~4 sigma; rsqrt's 1.7e-4 relative error and fixed point give ~3e-3
+    # normalised values reach ~4 sigma; rsqrt's 4e-4 relative error and fixed point give ~5e-3
     assert np.abs(got - expected).max() <= 5e-3 * max(1.0, np.abs(expected).max() / 4)
 
 

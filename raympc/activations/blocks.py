@@ -92,6 +92,7 @@ def clamp_below(v, limit: float):
 
 def horner(u, coeffs: Sequence) -> jnp.ndarray:
     """sum c_k u^k by Horner: one multiply per degree (20 each; the first is 12 if c_D is public).
+    The coefficients may be secret too (table lookups, normalization.py).
 
     One round per degree, against `polynomial`'s ceil(log2 degree) + 1, but better conditioned
     where coefficients are a few fixed-point ulps and u is large: exp's quartic in z in [-16, 0]

@@ -134,7 +134,7 @@ class SignSplitFit:
         return cls(**d)
 
 
-def _lawson(design: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def minimax_fit(design: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Weighted minimax fit: minimise max_i weights_i * |design_i . c - target_i|."""
     n = len(target)
     lam = np.full(n, 1.0 / n)
@@ -155,7 +155,7 @@ def _lawson_on_grid(design: np.ndarray, target: np.ndarray, weights: np.ndarray,
     coefficient, refit the lower ones given it, and so on down to the constant."""
     fixed = np.zeros(design.shape[1])
     for k in range(design.shape[1] - 1, -1, -1):
-        c = _lawson(design[:, : k + 1], target - design[:, k + 1:] @ fixed[k + 1:], weights)
+        c = minimax_fit(design[:, : k + 1], target - design[:, k + 1:] @ fixed[k + 1:], weights)
         fixed[k] = np.round(c[k] / step) * step
     return fixed
 
@@ -252,7 +252,7 @@ def _fit_side(activation: str, side: str, degree: int, pieces: int, own_limit: f
             coeffs[p] = coeffs[p - 1] if p else 0.0
             continue
         design = np.vander(u[sel], degree + 1, increasing=True)
-        coeffs[p] = (_lawson(design, target[sel], w[sel]) if fraction_bits is None
+        coeffs[p] = (minimax_fit(design, target[sel], w[sel]) if fraction_bits is None
                      else _lawson_on_grid(design, target[sel], w[sel], 2.0 ** -fraction_bits))
         worst = max(worst, float(np.abs(design @ coeffs[p] - target[sel]).max()))
     return coeffs, worst
@@ -294,6 +294,6 @@ def fit_squaring_exp(squarings: int = 3, degree: int = 4, clamp: float = 16.0, r
     weight = n * np.exp(z * (n - 1) / n) / np.maximum(np.exp(z), np.exp(-relative_to))
     # q(0) = 1 exactly: every softmax row's max sits at z = 0 and carries its largest probability,
     # so that point gets no error at all (halves softmax's error at no cost).
-    c = np.r_[1.0, _lawson(design[:, 1:], np.exp(z / n) - 1.0, weight)]
+    c = np.r_[1.0, minimax_fit(design[:, 1:], np.exp(z / n) - 1.0, weight)]
     err = float(np.abs((design @ c) ** n - np.exp(z)).max())
     return SquaringExp(squarings, degree, clamp, tuple(map(float, c)), err)

@@ -7,20 +7,23 @@ in the MNIST U-Net's step under `wan` with stock forms, GroupNorm took 25.5 s of
 (`workloads/specs/wan-step.yaml`).
 The pieces here:
 
-- `rsqrt(v)`: one comparison of v against every power of two 2^k (k in [LO, HI)) at once gives
-  v's octave j as a one-hot int tensor; public tables give 2^-j and 2^(-j/2), so m = v 2^-j lies
-  in [1, 2); a quartic (powers m^2, then m^3 and m^4 in one multiply) gives m^-1/2 to 1.7e-4
-  relative, times 2^(-j/2): 22 send actions per rank instead of SPU's 47. The tables are exact
-  powers of two down to 2^-18, SPU's fixed-point resolution, hence HI = 18. Inputs in
-  [-2^LO, 2^LO) (a variance of zero, or slightly negative from fixed-point round-off) give a
-  large finite value, at most 2^(-LO/2) p(-1) ~ 712, instead of rsqrt's blow-up, so GroupNorm
-  needs no clamp of the variance (flax's costs a comparison); its centred input is ~0 there.
+- `rsqrt(v)`: one comparison of v against the start of every half octave 2^(k/2) (k/2 in
+  [LO, HI)) at once gives v's piece as a one-hot int tensor; public tables give 2^-j (so
+  m = v 2^-j lies in [1, 2)) and the piece's quadratic in m, its coefficients already times
+  2^(-j/2). Horner's rule then costs two multiplies: 17 send actions per rank instead of SPU's 47
+  (one quartic per octave, by powers, a dot and a multiply by the root, took 22). Relative error
+  4e-4 where SPU's fixed point is fine; see `rsqrt_tables` for large v. Inputs in [-2^LO, 2^LO)
+  (a variance of zero, or slightly negative from fixed-point round-off) give a large finite
+  value, between 128 and 374 (the first piece's quadratic at m in [-1, 1], times 2^(-LO/2)),
+  instead of rsqrt's blow-up, so GroupNorm needs no clamp of the variance (flax's costs a
+  comparison); its centred input is ~0 there.
 - `group_norm`: the statistics in two multiplies (x^2 and the mean's 1/n in one, then mean^2
-  and E[x^2]'s 1/n in one), the octave tables, then m and R*gamma in one multiply: 30 send
-  actions per rank instead of flax's 70 (`raympc bench activations`), bytes within 10% of
-  flax's. A 2-D matmul would give the sum of squares for almost no bytes, but SPU's
-  (16 x 3,136) @ (3,136 x 16) matmul costs ~0.6 s of compute per call here, more than the bytes
-  it saves take on a 400 Mbit/s link.
+  and E[x^2]'s 1/n in one), the piece tables, then m and gamma * C_k in one multiply, Horner's
+  two, and the centred input's: 25 send actions per rank instead of flax's 70 (`raympc bench
+  activations`), bytes within 25% of flax's (the half-octave comparisons, per group). A 2-D
+  matmul would give the sum of squares for almost no bytes, but SPU's (16 x 3,136) @
+  (3,136 x 16) matmul costs ~0.6 s of compute per call here, more than the bytes it saves take
+  on a 400 Mbit/s link.
 - No public value joins a secret and nothing is summed by a reduce (each would cost a p2a
   message all ranks wait for, see blocks.py): 1/n is a locally made sharing, sums are pairwise,
   and the octave tables' edge bits come from sentinel thresholds in the same comparison.
@@ -34,69 +37,85 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import blocks
+from .fit import minimax_fit
 
 LO, HI = -14, 18  # octaves normalised exactly: v in [2^LO, 2^HI)
-RSQRT_DEGREE = 4
-RECIPROCAL_DEGREE = 5
+RSQRT_PIECES, RSQRT_DEGREE = 2, 2  # per octave: 4.0e-4 relative (one quartic per octave: 1.7e-4)
+RECIPROCAL_PIECES, RECIPROCAL_DEGREE = 4, 2  # per octave: 1.6e-4 relative (a quintic: 1.3e-4)
 
 
 @lru_cache(maxsize=None)
-def rsqrt_coefficients(degree: int = RSQRT_DEGREE) -> tuple[float, ...]:
-    """m^-1/2 on [1, 2]: least squares in the Chebyshev basis, weighted for relative error (deterministic)."""
-    m = np.linspace(1.0, 2.0, 4001)
-    f = m ** -0.5
-    fit = np.polynomial.chebyshev.Chebyshev.fit(m, f, degree, w=1.0 / f)
-    return tuple(float(c) for c in fit.convert(kind=np.polynomial.Polynomial).coef)
+def power_pieces(exponent: float, pieces: int, degree: int) -> np.ndarray:
+    """m^exponent on each [2^(i/P), 2^((i+1)/P)), minimax in relative error: one row per piece,
+    the coefficients of m^0 .. m^degree (deterministic)."""
+    rows = []
+    for i in range(pieces):
+        m = np.linspace(2.0 ** (i / pieces), 2.0 ** ((i + 1) / pieces), 2001)
+        rows.append(minimax_fit(np.vander(m, degree + 1, increasing=True), m ** exponent, m ** -exponent))
+    return np.array(rows)
 
 
-@lru_cache(maxsize=None)
-def reciprocal_coefficients(degree: int = RECIPROCAL_DEGREE) -> tuple[float, ...]:
-    """1/m on [1, 2], relative error 1.3e-4 at degree 5 (6.8e-4 at 4 is too loose for softmax)."""
-    m = np.linspace(1.0, 2.0, 4001)
-    fit = np.polynomial.chebyshev.Chebyshev.fit(m, 1.0 / m, degree, w=m)
-    return tuple(float(c) for c in fit.convert(kind=np.polynomial.Polynomial).coef)
-
-
-def octave_tables(v, lo: int, hi: int, *exponents: float) -> tuple:
-    """2^(-j * e) for each exponent e, j being v's octave in [lo, hi), from one comparison of v
-    against every power of two at once; v below 2^lo counts as octave lo, above 2^hi as hi - 1.
+def piece_tables(v, lo: int, hi: int, per_octave: int, table: np.ndarray) -> tuple:
+    """The columns of row p of the public `table`, p being v's piece: v in [2^(j + i/P), 2^(j + (i+1)/P)),
+    p = (j - lo) P + i for j in [lo, hi); v below 2^lo counts as the first piece, above 2^hi as
+    the last. One comparison of v against every piece's lower end, all at once.
 
     Written for the fewest rounds: sentinel thresholds that no input crosses (v >= -2^30 always,
     v >= 2^40 never) give the edge bits from the same comparison (joining public ones and zeros
-    would cost a p2a round), and the one-hot and the table lookups are integer-by-public dot
-    products, so the comparison bits are converted to arithmetic shares once (slices of them
-    would be converted separately, a round each).
+    would cost a p2a round), and the one-hot and the lookups are integer-by-public dot products,
+    so the comparison bits are converted to arithmetic shares once (slices of them would be
+    converted separately, a round each).
     """
-    thresholds = np.concatenate([[-(2.0 ** 30)], 2.0 ** np.arange(lo + 1, hi, dtype=np.float64), [2.0 ** 40]])
+    n = (hi - lo) * per_octave
+    table = np.asarray(table, np.float64)
+    if table.shape[0] != n:
+        raise ValueError(f"table has {table.shape[0]} rows for {n} pieces")
+    starts = 2.0 ** (lo + np.arange(1, n, dtype=np.float64) / per_octave)
+    thresholds = np.concatenate([[-(2.0 ** 30)], starts, [2.0 ** 40]])
     edges = blocks.bit(v[..., None] >= jnp.asarray(thresholds, jnp.float32))
-    n = hi - lo
-    step_down = np.zeros((n + 1, n), np.int32)  # one-hot_j = edge_j - edge_(j+1)
+    step_down = np.zeros((n + 1, n), np.int32)  # one-hot_p = edge_p - edge_(p+1)
     step_down[np.arange(n), np.arange(n)] = 1
     step_down[np.arange(1, n + 1), np.arange(n)] = -1
-    onehot = edges @ jnp.asarray(step_down)
-    js = np.arange(lo, hi, dtype=np.float64)
-    tables = np.stack([2.0 ** (-js * e) for e in exponents], axis=-1)
-    looked_up = onehot @ jnp.asarray(tables, jnp.float32)
-    return tuple(looked_up[..., i] for i in range(len(exponents)))
+    looked_up = (edges @ jnp.asarray(step_down)) @ jnp.asarray(table, jnp.float32)
+    return tuple(looked_up[..., i] for i in range(table.shape[1]))
+
+
+def power_tables(v, exponent: float, lo: int, hi: int, pieces: int, degree: int) -> tuple:
+    """(2^-j, C_0, .., C_D) for v's piece: v^exponent = sum_k C_k m^k, m = v 2^-j in [1, 2).
+
+    C_k = c_k,i 2^(j * exponent) folds the octave's factor into the piece's coefficients, so
+    evaluating needs m and Horner's rule only: D + 1 multiplies after the lookup, instead of
+    powers, a dot and a multiply by the octave's factor. The price is precision where that factor
+    is small: C_k and Horner's partial sums are then small too, and SPU's fixed point (2^-18) is
+    absolute, so rsqrt's relative error grows from 4e-4 (v up to ~100) to 1.2e-3 at 2000 and 3e-3
+    near 2^17 (a reciprocal's result, times e <= 1 in softmax, keeps its absolute error). 2^-j
+    is exact down to 2^-18, SPU's resolution, hence HI = 18.
+    """
+    coeffs = power_pieces(exponent, pieces, degree)
+    j = np.repeat(np.arange(lo, hi, dtype=np.float64), pieces)
+    table = np.column_stack([2.0 ** -j, np.tile(coeffs, (hi - lo, 1)) * 2.0 ** (j * exponent)[:, None]])
+    return piece_tables(v, lo, hi, pieces, table)
+
+
+def rsqrt_tables(v) -> tuple:
+    return power_tables(v, -0.5, LO, HI, RSQRT_PIECES, RSQRT_DEGREE)
 
 
 def rsqrt(v):
-    scale, root = octave_tables(v, LO, HI, 1.0, 0.5)
-    return blocks.polynomial(v * scale, rsqrt_coefficients()) * root
+    scale, *coeffs = rsqrt_tables(v)
+    return blocks.horner(v * scale, coeffs)
 
 
 def divide_rows(e, total, axis: int = -1):
-    """e / total for positive row sums total >= 1 (softmax's, kept as a size-1 `axis`): the octave
-    of each total, then (total, e) times 2^-j in one multiply, then e times a quintic in the
-    normalised total. Totals up to the row length are normalised exactly."""
+    """e / total for positive row sums total >= 1 (softmax's, kept as a size-1 `axis`): each
+    total's quarter octave, its normalised m and the piece's quadratic (Horner, per row), then
+    one multiply of e. Totals up to the row length are normalised exactly."""
     e = jnp.moveaxis(e, axis, -1)
     total = jnp.moveaxis(total, axis, -1)[..., 0]
-    (scale,) = octave_tables(total, 0, int(np.ceil(np.log2(e.shape[-1]))) + 1, 1.0)
-    k = total.size
-    both = jnp.concatenate([total.reshape(-1), e.reshape(-1)]) * \
-        jnp.concatenate([scale.reshape(-1), jnp.broadcast_to(scale[..., None], e.shape).reshape(-1)])
-    inverse = blocks.polynomial(both[:k].reshape(total.shape), reciprocal_coefficients())
-    return jnp.moveaxis(both[k:].reshape(e.shape) * inverse[..., None], -1, axis)
+    scale, *coeffs = power_tables(total, -1.0, 0, int(np.ceil(np.log2(e.shape[-1]))) + 1,
+                                  RECIPROCAL_PIECES, RECIPROCAL_DEGREE)
+    inverse = blocks.horner(total * scale, coeffs)
+    return jnp.moveaxis(e * inverse[..., None], -1, axis)
 
 
 def group_norm(x, num_groups: int = 32, scale=None, bias=None, epsilon: float = 1e-6):
@@ -115,17 +134,18 @@ def group_norm(x, num_groups: int = 32, scale=None, bias=None, epsilon: float = 
     # one multiply: E[x^2] = S2 / n and mean^2
     second = jnp.concatenate([s2, mean]) * jnp.concatenate([inv_n, mean])
     var = (second[:k] - second[k:] + epsilon).reshape(b, num_groups)
-    octave, root = octave_tables(var, LO, HI, 1.0, 0.5)
-    root_b = jnp.broadcast_to(root[..., None], (b, num_groups, gs))
-    if scale is None:  # gamma = 1: nothing to fold into the octave multiply
-        m, gain = var * octave, root_b
+    scale_t, *coeffs = rsqrt_tables(var)
+    if scale is None:  # gamma = 1: the piece's coefficients are the multipliers' own
+        mul = blocks.horner(var * scale_t, coeffs)[..., None]
     else:
         gamma_b = jnp.broadcast_to(scale.reshape(num_groups, gs), (b, num_groups, gs))
-        # one multiply: the normalised variance m, and gamma * 2^(-j/2)
-        third = jnp.concatenate([var.reshape(-1), root_b.reshape(-1)]) * \
-            jnp.concatenate([octave.reshape(-1), gamma_b.reshape(-1)])
-        m, gain = third[:k].reshape(b, num_groups), third[k:].reshape(b, num_groups, gs)
-    mul = blocks.polynomial(m, rsqrt_coefficients())[..., None] * gain
+        coeffs_b = [jnp.broadcast_to(ck[..., None], (b, num_groups, gs)).reshape(-1) for ck in coeffs]
+        # one multiply: the normalised variance m, and gamma * C_k for every coefficient
+        third = jnp.concatenate([var.reshape(-1)] + coeffs_b) * \
+            jnp.concatenate([scale_t.reshape(-1)] + [gamma_b.reshape(-1)] * len(coeffs_b))
+        size = b * num_groups * gs
+        gains = [third[k + i * size: k + (i + 1) * size].reshape(b, num_groups, gs) for i in range(len(coeffs_b))]
+        mul = blocks.horner(third[:k].reshape(b, num_groups, 1), gains)
     y = (xg - mean.reshape(b, 1, num_groups, 1)) * mul[:, None]
     if bias is not None:
         y = y + bias.reshape(num_groups, gs)

@@ -18,8 +18,9 @@ Each design (measured figures: `raympc bench activations`; costs per step: block
   accuracy down to -10, three squarings: never negative. A cubic is cheaper but leaves softmax
   2e-3 off on rows of 196 Gaussian logits.
 - softmax: row max by a tournament of fan-in 4 (three comparison rounds for rows of 49 instead of
-  six), that exp, and each row's sum (in [1, n]) inverted through its octave and a quintic, in
-  about 30 rounds instead of SPU's reciprocal's 57.
+  six), that exp, and each row's sum (in [1, n]) inverted through its quarter octave and that
+  piece's quadratic (coefficients times the octave's 2^-j, so Horner's two multiplies per row and
+  one of e are all), where SPU's reciprocal takes 57 rounds.
 - rsqrt and GroupNorm: built for few rounds, see normalization.py.
 The fits are deterministic and made on first use (0.4-0.5 s each, Mish 1.3 s, on the 2-core VM).
 """
@@ -85,7 +86,7 @@ def exp(z):
 
 
 @register("softmax", "raympc", 1e-3, (-8, 8),
-          "max by a fan-in-4 tournament, squaring exp, row sums divided by octave tables and a quintic")
+          "max by a fan-in-4 tournament, squaring exp, row sums inverted by quarter-octave quadratics")
 def softmax(x, axis=-1, where=None, initial=None):
     if where is not None or initial is not None:
         raise NotImplementedError("raympc softmax does not take `where`/`initial`; mask the logits instead")
@@ -95,12 +96,12 @@ def softmax(x, axis=-1, where=None, initial=None):
 
 
 @register("rsqrt", "raympc", 2e-3, (0.0625, 1024.0),
-          "one comparison against every power of two, octave tables, quartic on [1, 2)")
+          "one comparison against every half octave, piece tables, quadratic by Horner")
 def rsqrt(v):
     return normalization.rsqrt(v)
 
 
 @register("groupnorm", "raympc", None, (-4, 4),
-          "statistics in two multiplies, raympc rsqrt, gamma folded into the octave multiply")
+          "statistics in two multiplies, raympc rsqrt's pieces with gamma folded into their coefficients")
 def groupnorm(x, num_groups: int = 32, scale=None, bias=None, epsilon: float = 1e-6):
     return normalization.group_norm(x, num_groups, scale, bias, epsilon)
