@@ -20,7 +20,7 @@ The pieces here:
 - `group_norm`: the statistics in two multiplies (x^2 and the mean's 1/n in one, then mean^2
   and E[x^2]'s 1/n in one), the piece tables, then m and gamma * C_k in one multiply, Horner's
   two, and the centred input's: 25 send actions per rank instead of flax's 70 (`raympc bench
-  activations`), bytes within 25% of flax's (the half-octave comparisons, per group). A 2-D
+  activations`), bytes 14% above flax's (the half-octave comparisons, per group). A 2-D
   matmul would give the sum of squares for almost no bytes, but SPU's (16 x 3,136) @
   (3,136 x 16) matmul costs ~0.6 s of compute per call here, more than the bytes it saves take
   on a 400 Mbit/s link.
