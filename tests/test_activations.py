@@ -3,17 +3,22 @@ SPU's deterministic byte counts, and proof that a swap really changes the compil
 
 from __future__ import annotations
 
+import io
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from rich.console import Console
 
 import raympc.activations as acts
 from raympc import Secret, Session, SpuConfig
 from raympc.activations import blocks, ours
 from raympc.activations.exact import exact
 from raympc.activations.registry import ELEMENTWISE
+from raympc.bench.activations import bench_activations
+from raympc.errors import ConfigError
 
 BOUNDED = [i for i in acts.implementations() if i.max_abs_error is not None and i.activation in ELEMENTWISE]
 RELU_LIKE = ("silu", "mish", "gelu_tanh", "gelu_erf")
@@ -197,12 +202,6 @@ def test_stock_undoes_a_swap_for_plaintext_references():
 def test_bench_cost_by_kernel_adds_up_to_the_total(ray_ready, tmp_path):
     """`raympc bench activations --only silu --ops`: every implementation's per-kernel bytes sum to
     its measured total, and the kernels say what each form does (SPU's counts are deterministic)."""
-    import io
-
-    from rich.console import Console
-
-    from raympc.bench.activations import bench_activations
-
     printed = io.StringIO()
     result = bench_activations(elements=2048, out=tmp_path, console=Console(file=printed, width=200),
                                networks=("unshaped",), only=("silu",), ops=True)
@@ -220,8 +219,5 @@ def test_bench_cost_by_kernel_adds_up_to_the_total(ray_ready, tmp_path):
 
 
 def test_bench_only_names_the_activations_it_knows(ray_ready):
-    from raympc.bench.activations import bench_activations
-    from raympc.errors import ConfigError
-
     with pytest.raises(ConfigError, match="known: .*silu"):
         bench_activations(elements=256, networks=("unshaped",), only=("swish",))

@@ -12,7 +12,7 @@ The pieces here:
   m = v 2^-j lies in [1, 2)) and the piece's quadratic in m, its coefficients already times
   2^(-j/2). Horner's rule then costs two multiplies: 17 send actions per rank instead of SPU's 47
   (one quartic per octave, by powers, a dot and a multiply by the root, took 22). Relative error
-  4e-4 where SPU's fixed point is fine; see `rsqrt_tables` for large v. Inputs in [-2^LO, 2^LO)
+  4e-4 where SPU's fixed point is fine; see `power_tables` for large v. Inputs in [-2^LO, 2^LO)
   (a variance of zero, or slightly negative from fixed-point round-off) give a large finite
   value, between 128 and 374 (the first piece's quadratic at m in [-1, 1], times 2^(-LO/2)),
   instead of rsqrt's blow-up, so GroupNorm needs no clamp of the variance (flax's costs a

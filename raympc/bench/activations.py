@@ -21,6 +21,7 @@ from rich.table import Table
 from .. import activations as acts
 from ..activations.exact import exact
 from ..config import SpuConfig
+from ..metrics import RunMetrics
 from ..session import Session
 from .output import pyplot, write_results
 
@@ -62,7 +63,7 @@ def measure_implementation(session: Session, impl: acts.Implementation, n: int,
     return row
 
 
-def kernel_costs(metrics, elements: int) -> dict[str, dict[str, float]]:
+def kernel_costs(metrics: RunMetrics, elements: int) -> dict[str, dict[str, float]]:
     """Per MPC kernel with traffic: calls, bytes per element and send actions, each per rank
     (averaged over the ranks; SPU's profile, deterministic for a program)."""
     ranks = len(metrics.ranks)
