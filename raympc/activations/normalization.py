@@ -87,8 +87,9 @@ def power_tables(v, exponent: float, lo: int, hi: int, pieces: int, degree: int)
     evaluating needs m and Horner's rule only: D + 1 multiplies after the lookup, instead of
     powers, a dot and a multiply by the octave's factor. The price is precision where that factor
     is small: C_k and Horner's partial sums are then small too, and SPU's fixed point (2^-18) is
-    absolute, so rsqrt's relative error grows from 4e-4 (v up to ~100) to 1.2e-3 at 2000 and 3e-3
-    near 2^17 (a reciprocal's result, times e <= 1 in softmax, keeps its absolute error). 2^-j
+    absolute, so rsqrt's relative error grows from the fit's 4e-4 to 1.2e-3 at most on [0.05,
+    2000] and 3e-3 at 2^17.5 (a reciprocal's result, times e <= 1 in softmax, keeps its absolute
+    error). 2^-j
     is exact down to 2^-18, SPU's resolution, hence HI = 18.
     """
     coeffs = power_pieces(exponent, pieces, degree)
