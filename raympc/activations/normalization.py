@@ -26,7 +26,7 @@ The pieces here:
   on a 400 Mbit/s link.
 - No public value joins a secret and nothing is summed by a reduce (each would cost a p2a
   message all ranks wait for, see blocks.py): 1/n is a locally made sharing, sums are pairwise,
-  and the octave tables' edge bits come from sentinel thresholds in the same comparison.
+  and the piece tables' edge bits come from sentinel thresholds in the same comparison.
 """
 
 from __future__ import annotations
@@ -89,8 +89,7 @@ def power_tables(v, exponent: float, lo: int, hi: int, pieces: int, degree: int)
     is small: C_k and Horner's partial sums are then small too, and SPU's fixed point (2^-18) is
     absolute, so rsqrt's relative error grows from the fit's 4e-4 to 1.2e-3 at most on [0.05,
     2000] and 3e-3 at 2^17.5 (a reciprocal's result, times e <= 1 in softmax, keeps its absolute
-    error). 2^-j
-    is exact down to 2^-18, SPU's resolution, hence HI = 18.
+    error). 2^-j is exact down to 2^-18, SPU's resolution, hence HI = 18.
     """
     coeffs = power_pieces(exponent, pieces, degree)
     j = np.repeat(np.arange(lo, hi, dtype=np.float64), pieces)
