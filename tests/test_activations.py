@@ -56,17 +56,21 @@ def test_mirrored_forms_compare_once(aby3, activation):
     np.testing.assert_allclose(square, np.minimum(x * x, 7.25 ** 2), rtol=1e-6, atol=1e-5)
 
 
-@pytest.mark.parametrize("activation", ["silu", "mish"])
-def test_polynomial_dots_share_one_truncation(aby3, rng, activation):
+def test_public_dots_share_one_truncation(aby3, rng):
     """`blocks.public_dots`: several public dot products in one op, so SPU truncates them together
-    (one trunc_a per rank; a dot per polynomial would pay one each). SiLU's even and odd halves
-    and Mish's two sides go through it."""
+    (one trunc_a per rank; a dot per polynomial would pay one each)."""
     terms = [rng.normal(size=300).astype(np.float32) for _ in range(3)]
     groups = [(terms, [0.5, -0.25, 2.0]), (terms[:2], [1.5, 0.75])]
     out = aby3.run(lambda a, b, c: blocks.public_dots([([a, b, c], groups[0][1]), ([a, b], groups[1][1])]), *terms)
     expected = [sum(w * t for w, t in zip(ws, ts)) for ts, ws in groups]
     np.testing.assert_allclose(np.stack(out.outputs), np.stack(expected), atol=1e-4)
     assert out.metrics.ops("mpc")["trunc_a"].count == len(out.metrics.ranks)
+
+
+@pytest.mark.parametrize("activation", ["silu", "mish"])
+def test_polynomial_dots_share_one_truncation(aby3, activation):
+    """SiLU's even and odd halves and Mish's two sides go through `blocks.public_dots`: one dot op
+    per rank, where the old forms had one per polynomial."""
     form = aby3.run(acts.get(activation, "raympc").fn, np.linspace(-8, 8, 512, dtype=np.float32)).metrics
     assert form.ops("hlo")["pphlo.dot"].count == len(form.ranks), form.ops("hlo")
 
