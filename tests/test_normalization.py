@@ -71,8 +71,9 @@ def test_group_norm_takes_fewer_send_actions_than_flax(aby3, rng):
     fn = acts.get("groupnorm", "raympc").fn
     ours = aby3.run(lambda p, x: fn(x, 8, p["params"]["scale"], p["params"]["bias"]),
                     Secret(params, owner="model"), x).metrics
-    # send actions are deterministic for a program; under a WAN each is about one round trip leg
-    assert ours.send_actions <= 0.55 * stock.send_actions, (ours.send_actions, stock.send_actions)
+    # send actions are deterministic for a program; under a WAN each is about one round trip leg.
+    # 68 against 211: linear pieces leave one Horner multiply (quadratic ones sent 76)
+    assert ours.send_actions <= 0.33 * stock.send_actions, (ours.send_actions, stock.send_actions)
 
 
 def test_tournament_max_is_exact_with_ties_and_padding():
@@ -80,9 +81,20 @@ def test_tournament_max_is_exact_with_ties_and_padding():
     for n in (1, 2, 3, 5, 49, 196):
         x = rng.normal(0, 3, (3, n)).astype(np.float32)
         x[0, : min(n, 3)] = 9.0  # ties at the maximum
-        for fan_in in (2, 3, 4, 7):
-            got = np.asarray(blocks.row_max_tournament(jnp.asarray(x), fan_in=fan_in))
+        for fan_in, final in [(2, 1), (3, 1), (4, 1), (7, 1), (4, 16), (2, 5)]:
+            got = np.asarray(blocks.row_max_tournament(jnp.asarray(x), fan_in=fan_in, final=final))
             np.testing.assert_array_equal(got[:, 0], x.max(-1))
+
+
+def test_tournament_compares_the_last_few_values_in_one_level(aby3, rng):
+    assert blocks.tournament_fan_ins(49, 4, 16) == [4, 13]
+    assert blocks.tournament_fan_ins(49, 4) == [4, 4, 4]
+    assert blocks.tournament_fan_ins(128, 4, 16) == [4, 4, 8]
+    assert blocks.tournament_fan_ins(16, 4, 16) == [16] and blocks.tournament_fan_ins(1, 4, 16) == []
+    x = rng.normal(0, 3, (4, 49)).astype(np.float32)
+    m = aby3.run(lambda x: blocks.row_max_tournament(x, fan_in=4, final=16), x)
+    np.testing.assert_allclose(m.outputs[:, 0], x.max(-1), atol=2e-5)
+    assert _mpc_calls(m.metrics, "msb_a2b") == 2  # one comparison op per level
 
 
 def test_powers_give_every_power_up_to_the_degree():

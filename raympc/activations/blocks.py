@@ -199,32 +199,54 @@ def powers(m, degree: int) -> list:
     return out
 
 
-def row_max_tournament(x, axis: int = -1, fan_in: int = 4):
-    """max along `axis` in log_fan_in(n) rounds of comparisons instead of log2(n).
+def tournament_fan_ins(n: int, fan_in: int = 4, final: int = 1) -> list[int]:
+    """Each level's group size for a max over n values: `fan_in` while more than `final` values
+    are left, then one level over all that remain (at most `final`, all their pairs compared).
 
-    Each group of `fan_in` compares all its pairs at once; the element that beats the others (ties
-    go to the lower index, so exactly one wins) is picked by a one-hot integer dot. Costs
-    (fan_in - 1) / 2 comparisons per element and level, against a pairwise tree's one (fan_in=2).
+    The last levels hold few values, so comparing all their pairs costs few bytes and saves whole
+    levels: rows of 49 take [4, 13], two levels where fan-in 4 alone takes three.
+    """
+    sizes = []
+    while n > max(final, 1):
+        sizes.append(min(fan_in, n))
+        n = -(-n // fan_in)
+    if n > 1:
+        sizes.append(n)
+    return sizes
+
+
+def row_max_tournament(x, axis: int = -1, fan_in: int = 4, final: int = 1):
+    """max along `axis` in a few levels of comparisons instead of log2(n) (`tournament_fan_ins`).
+
+    Each group compares all its pairs at once; the element that beats the others (ties go to the
+    lower index, so exactly one wins) is picked by a one-hot integer dot. A level of fan-in f costs
+    (f - 1) / 2 comparisons per element and ceil(log2(f - 1)) AND rounds after its comparison,
+    against a pairwise tree's one comparison per element and none (fan_in=2).
     """
     x = jnp.moveaxis(x, axis, -1)
+    for size in tournament_fan_ins(x.shape[-1], fan_in, final):
+        x = _tournament_level(x, size)
+    return jnp.moveaxis(x, -1, axis)
+
+
+def _tournament_level(x, fan_in: int):
+    """The maxima of consecutive groups of `fan_in` along the last axis (the last group padded)."""
     pairs = [(i, j) for i in range(fan_in) for j in range(i + 1, fan_in)]
     first = np.array([i for i, _ in pairs])
     second = np.array([j for _, j in pairs])
-    while x.shape[-1] > 1:
-        n = x.shape[-1]
-        groups = -(-n // fan_in)
-        if groups * fan_in != n:
-            # pad with a value below any logit; it never wins against a real entry
-            pad = jnp.broadcast_to(secret_constant(x[..., :1], -(2.0 ** 24)),
-                                   x.shape[:-1] + (groups * fan_in - n,))
-            x = jnp.concatenate([x, pad], axis=-1)
-        g = x.reshape(x.shape[:-1] + (groups, fan_in))
-        less = g[..., first] < g[..., second]  # (…, pairs): x_i < x_j for i < j
-        # i beats j (j > i) when not x_i < x_j; i beats j (j < i) when x_j < x_i
-        beats = []
-        for i in range(fan_in):
-            terms = [~less[..., p] if a == i else less[..., p] for p, (a, b) in enumerate(pairs) if i in (a, b)]
-            beats.append(jnp.stack(terms, axis=-1))
-        wins = bit(secret_all(jnp.stack(beats, axis=-2), axis=-1))  # (…, groups, fan_in) one-hot
-        x = secret_sum(wins * g, axis=-1)
-    return jnp.moveaxis(x, -1, axis)
+    n = x.shape[-1]
+    groups = -(-n // fan_in)
+    if groups * fan_in != n:
+        # pad with a value below any logit; it never wins against a real entry
+        pad = jnp.broadcast_to(secret_constant(x[..., :1], -(2.0 ** 24)),
+                               x.shape[:-1] + (groups * fan_in - n,))
+        x = jnp.concatenate([x, pad], axis=-1)
+    g = x.reshape(x.shape[:-1] + (groups, fan_in))
+    less = g[..., first] < g[..., second]  # (…, pairs): x_i < x_j for i < j
+    # i beats j (j > i) when not x_i < x_j; i beats j (j < i) when x_j < x_i: one gather from
+    # [less, not less] (a slice and a stack per term would be hundreds of SPU ops at fan-in 13)
+    beats_at = np.array([[len(pairs) + p if a == i else p for p, (a, b) in enumerate(pairs) if i in (a, b)]
+                         for i in range(fan_in)])
+    beats = jnp.concatenate([less, ~less], axis=-1)[..., beats_at]  # (…, groups, fan_in, fan_in - 1)
+    wins = bit(secret_all(beats, axis=-1))  # (…, groups, fan_in) one-hot
+    return secret_sum(wins * g, axis=-1)

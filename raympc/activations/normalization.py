@@ -18,12 +18,14 @@ The pieces here:
   instead of rsqrt's blow-up, so GroupNorm needs no clamp of the variance (flax's costs a
   comparison); its centred input is ~0 there.
 - `group_norm`: the statistics in two multiplies (x^2 and the mean's 1/n in one, then mean^2
-  and E[x^2]'s 1/n in one), the piece tables, then m and gamma * C_k in one multiply, Horner's
-  two, and the centred input's: 25 send actions per rank instead of flax's 70 (`raympc bench
-  activations`), bytes 14% above flax's (the half-octave comparisons, per group). A 2-D
-  matmul would give the sum of squares for almost no bytes, but SPU's (16 x 3,136) @
-  (3,136 x 16) matmul costs ~0.6 s of compute per call here, more than the bytes it saves take
-  on a 400 Mbit/s link.
+  and E[x^2]'s 1/n in one), its own piece tables (eight linear pieces per octave: the same
+  accuracy as rsqrt's two quadratics, 3.5e-4, with one Horner multiply instead of two), then m
+  and gamma * C_k in one multiply, Horner's one, and the centred input's: 22.7 send actions per
+  rank instead of flax's 70 (`raympc bench activations`), bytes 1.6x flax's (the comparisons
+  against 256 pieces, per group). Its variances below 2^LO give 128-248 times the centred
+  input, which is ~0 there. A 2-D matmul would give the sum of squares for almost no bytes,
+  but SPU's (16 x 3,136) @ (3,136 x 16) matmul costs ~0.6 s of compute per call here, more
+  than the bytes it saves take on a 400 Mbit/s link.
 - No public value joins a secret and nothing is summed by a reduce (each would cost a p2a
   message all ranks wait for, see blocks.py): 1/n is a locally made sharing, sums are pairwise,
   and the piece tables' edge bits come from sentinel thresholds in the same comparison.
@@ -37,10 +39,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import blocks
-from .fit import minimax_fit
+from .fit import SPU_FRACTION_BITS, minimax_fit
 
 LO, HI = -14, 18  # octaves normalised exactly: v in [2^LO, 2^HI)
 RSQRT_PIECES, RSQRT_DEGREE = 2, 2  # per octave: 4.0e-4 relative (one quartic per octave: 1.7e-4)
+# GroupNorm's own pieces: linear, so Horner is one multiply (a round per call, 18 calls a U-Net
+# step), and eight per octave keep the fit at 3.5e-4; the price is 4x the comparisons, per group.
+GROUPNORM_PIECES, GROUPNORM_DEGREE = 8, 1
 RECIPROCAL_PIECES, RECIPROCAL_DEGREE = 4, 2  # per octave: 1.6e-4 relative (a quintic: 1.3e-4)
 
 
@@ -60,24 +65,39 @@ def piece_tables(v, lo: int, hi: int, per_octave: int, table: np.ndarray) -> tup
     p = (j - lo) P + i for j in [lo, hi); v below 2^lo counts as the first piece, above 2^hi as
     the last. One comparison of v against every piece's lower end, all at once.
 
-    Written for the fewest rounds: sentinel thresholds that no input crosses (v >= -2^30 always,
-    v >= 2^40 never) give the edge bits from the same comparison (joining public ones and zeros
-    would cost a p2a round), and the one-hot and the lookups are integer-by-public dot products,
-    so the comparison bits are converted to arithmetic shares once (slices of them would be
-    converted separately, a round each).
+    Written for the fewest rounds and little compute: v's edge bits (v >= each piece's lower
+    end, and v >= -2^30, a sentinel that is always true: joining a public one would cost a p2a
+    round) are converted to arithmetic shares once, as a whole, and one integer-by-public dot
+    product sums the table's steps up to v's piece: row p = row 0 + sum over i <= p of
+    (row i - row i-1). The rows are first rounded to SPU's fixed point, so the steps are exact in
+    it and the sum telescopes to row p exactly; each step goes in as two float32 columns (its
+    float32 value and the remainder), which SPU encodes exactly. (A one-hot by slices of the bits
+    would convert each slice separately, a b2a round each; one by an (n + 1) x n integer matmul
+    cost ~25 ms of SPU compute per rank for GroupNorm's 256 pieces.)
     """
     n = (hi - lo) * per_octave
     table = np.asarray(table, np.float64)
     if table.shape[0] != n:
         raise ValueError(f"table has {table.shape[0]} rows for {n} pieces")
     starts = 2.0 ** (lo + np.arange(1, n, dtype=np.float64) / per_octave)
-    thresholds = np.concatenate([[-(2.0 ** 30)], starts, [2.0 ** 40]])
+    thresholds = np.concatenate([[-(2.0 ** 30)], starts])
     edges = blocks.bit(v[..., None] >= jnp.asarray(thresholds, jnp.float32))
-    step_down = np.zeros((n + 1, n), np.int32)  # one-hot_p = edge_p - edge_(p+1)
-    step_down[np.arange(n), np.arange(n)] = 1
-    step_down[np.arange(1, n + 1), np.arange(n)] = -1
-    looked_up = (edges @ jnp.asarray(step_down)) @ jnp.asarray(table, jnp.float32)
-    return tuple(looked_up[..., i] for i in range(table.shape[1]))
+    looked_up = edges @ jnp.asarray(_exact_steps(table))
+    cols = table.shape[1]
+    return tuple(looked_up[..., i] + looked_up[..., cols + i] for i in range(cols))
+
+
+def _exact_steps(table: np.ndarray) -> np.ndarray:
+    """[row 0, row 1 - row 0, ...] of `table` on SPU's fixed-point grid, as float32 columns
+    [high parts | low parts] whose sums are exact: a float32 at or above 2^5 is a multiple of the
+    grid (2^-18), and what it leaves over is a small multiple, exact in float32 too."""
+    grid = 2.0 ** -SPU_FRACTION_BITS
+    steps = np.diff(np.round(table / grid) * grid, axis=0, prepend=0.0)
+    high = steps.astype(np.float32)
+    low = (steps - high).astype(np.float32)
+    if not np.array_equal(high.astype(np.float64) + low, steps):
+        raise ValueError("piece table too large for exact float32 steps")
+    return np.concatenate([high, low], axis=1)
 
 
 def power_tables(v, exponent: float, lo: int, hi: int, pieces: int, degree: int) -> tuple:
@@ -134,7 +154,7 @@ def group_norm(x, num_groups: int = 32, scale=None, bias=None, epsilon: float = 
     # one multiply: E[x^2] = S2 / n and mean^2
     second = jnp.concatenate([s2, mean]) * jnp.concatenate([inv_n, mean])
     var = (second[:k] - second[k:] + epsilon).reshape(b, num_groups)
-    scale_t, *coeffs = rsqrt_tables(var)
+    scale_t, *coeffs = power_tables(var, -0.5, LO, HI, GROUPNORM_PIECES, GROUPNORM_DEGREE)
     if scale is None:  # gamma = 1: the piece's coefficients are the multipliers' own
         mul = blocks.horner(var * scale_t, coeffs)[..., None]
     else:

@@ -17,8 +17,8 @@ Each design (measured figures: `raympc bench activations`; costs per step: block
 - exp (for z <= 0, softmax's case): clamp at -16, a quartic fitted to exp(z / 8) for relative
   accuracy down to -10, three squarings: never negative. A cubic is cheaper but leaves softmax
   2e-3 off on rows of 196 Gaussian logits.
-- softmax: row max by a tournament of fan-in 4 (three comparison rounds for rows of 49 instead of
-  six), that exp, and each row's sum (in [1, n]) inverted through its quarter octave and that
+- softmax: row max by a tournament (groups of 4, then all pairs of the last <= 16: two comparison
+  rounds for rows of 49 instead of six), that exp, and each row's sum (in [1, n]) inverted through its quarter octave and that
   piece's quadratic (coefficients times the octave's 2^-j, so Horner's two multiplies per row and
   one of e are all), where SPU's reciprocal takes 57 rounds.
 - rsqrt and GroupNorm: built for few rounds, see normalization.py.
@@ -45,7 +45,9 @@ DESIGNS = {
     "mish": (6, 7.25, 4.5),
 }
 EXP_DESIGN = (3, 4, 16.0)  # squarings, degree, clamp
-MAX_FAN_IN = 4  # softmax's row max: log4(n) comparison rounds, 1.5 comparisons per element
+# softmax's row max: groups of 4 (1.5 comparisons per element) until at most 16 values are left,
+# then all their pairs in one level (at most 120 per row): rows of 49 take two levels, not three
+MAX_FAN_IN, MAX_FINAL = 4, 16
 
 
 @lru_cache(maxsize=None)
@@ -86,11 +88,11 @@ def exp(z):
 
 
 @register("softmax", "raympc", 1e-3, (-8, 8),
-          "max by a fan-in-4 tournament, squaring exp, row sums inverted by quarter-octave quadratics")
+          "max by a tournament (fan-in 4, last level all pairs), squaring exp, row sums inverted by quarter-octave quadratics")
 def softmax(x, axis=-1, where=None, initial=None):
     if where is not None or initial is not None:
         raise NotImplementedError("raympc softmax does not take `where`/`initial`; mask the logits instead")
-    z = x - blocks.row_max_tournament(x, axis=axis, fan_in=MAX_FAN_IN)
+    z = x - blocks.row_max_tournament(x, axis=axis, fan_in=MAX_FAN_IN, final=MAX_FINAL)
     e = exp_design()(z)
     return normalization.divide_rows(e, blocks.secret_sum(e, axis=axis, keepdims=True), axis=axis)
 
