@@ -8,9 +8,9 @@ in the MNIST U-Net's step under `wan` with stock forms, GroupNorm took 25.5 s of
 The pieces here:
 
 - `rsqrt(v)`: one comparison of v against the start of every half octave 2^(k/2) (k/2 in
-  [LO, HI)) at once gives v's piece as a one-hot int tensor; public tables give 2^-j (so
-  m = v 2^-j lies in [1, 2)) and the piece's quadratic in m, its coefficients already times
-  2^(-j/2). Horner's rule then costs two multiplies: 17 send actions per rank instead of SPU's 47
+  [LO, HI)) at once gives v's edge bits, and one integer dot product looks up its piece's row
+  of public tables (`piece_tables`): 2^-j (so m = v 2^-j lies in [1, 2)) and the piece's
+  quadratic in m, its coefficients already times 2^(-j/2). Horner's rule then costs two multiplies: 17 send actions per rank instead of SPU's 47
   (one quartic per octave, by powers, a dot and a multiply by the root, took 22). Relative error
   4e-4 where SPU's fixed point is fine; see `power_tables` for large v. Inputs in [-2^LO, 2^LO)
   (a variance of zero, or slightly negative from fixed-point round-off) give a large finite
