@@ -90,7 +90,10 @@ def test_tournament_compares_the_last_few_values_in_one_level(aby3, rng):
     assert blocks.tournament_fan_ins(49, 4, 16) == [4, 13]
     assert blocks.tournament_fan_ins(49, 4) == [4, 4, 4]
     assert blocks.tournament_fan_ins(128, 4, 16) == [4, 4, 8]
-    assert blocks.tournament_fan_ins(16, 4, 16) == [16] and blocks.tournament_fan_ins(1, 4, 16) == []
+    assert blocks.tournament_fan_ins(128, 4) == [4, 4, 4, 2] and blocks.tournament_fan_ins(1, 4, 16) == []
+    # all pairs of 16 would be 7.5 comparisons per value: short rows stay on fan-in 4
+    assert blocks.tournament_fan_ins(16, 4, 16) == [4, 4] and blocks.tournament_fan_ins(8, 4, 16) == [4, 2]
+    assert blocks.tournament_fan_ins(64, 4, 16) == [4, 16]
     x = rng.normal(0, 3, (4, 49)).astype(np.float32)
     m = aby3.run(lambda x: blocks.row_max_tournament(x, fan_in=4, final=16), x)
     np.testing.assert_allclose(m.outputs[:, 0], x.max(-1), atol=2e-5)

@@ -199,19 +199,24 @@ def powers(m, degree: int) -> list:
     return out
 
 
-def tournament_fan_ins(n: int, fan_in: int = 4, final: int = 1) -> list[int]:
-    """Each level's group size for a max over n values: `fan_in` while more than `final` values
-    are left, then one level over all that remain (at most `final`, all their pairs compared).
+def tournament_fan_ins(n: int, fan_in: int = 4, final: int = 1, final_pairs: float = 2.0) -> list[int]:
+    """Each level's group size for a max over n values: `fan_in` per group, except that once at
+    most `final` values are left, and comparing all their pairs costs at most `final_pairs`
+    comparisons per value of the row, one last level compares them all.
 
-    The last levels hold few values, so comparing all their pairs costs few bytes and saves whole
-    levels: rows of 49 take [4, 13], two levels where fan-in 4 alone takes three.
+    The last levels hold few values, so that level saves whole levels for few bytes: rows of 49
+    take [4, 13], two levels where fan-in 4 alone takes three. The pairs bound keeps short rows
+    (SD's 8 text tokens, 16 latent positions) on fan-in 4, where all pairs would cost 3.5 and
+    7.5 comparisons per value, and keeps the bytes per value near-constant across row lengths.
     """
     sizes = []
-    while n > max(final, 1):
-        sizes.append(min(fan_in, n))
-        n = -(-n // fan_in)
-    if n > 1:
-        sizes.append(n)
+    left = n
+    while left > 1:
+        if left <= final and left * (left - 1) / 2 <= final_pairs * n:
+            sizes.append(left)
+            break
+        sizes.append(min(fan_in, left))
+        left = -(-left // fan_in)
     return sizes
 
 

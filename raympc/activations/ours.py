@@ -17,8 +17,8 @@ Each design (measured figures: `raympc bench activations`; costs per step: block
 - exp (for z <= 0, softmax's case): clamp at -16, a quartic fitted to exp(z / 8) for relative
   accuracy down to -10, three squarings: never negative. A cubic is cheaper but leaves softmax
   2e-3 off on rows of 196 Gaussian logits.
-- softmax: row max by a tournament (groups of 4, then all pairs of the last <= 16: two comparison
-  rounds for rows of 49 instead of six), that exp, and each row's sum (in [1, n]) inverted through its quarter octave and that
+- softmax: row max by a tournament (groups of 4, then all pairs of the last <= 16 where that
+  costs at most two comparisons per element: two comparison rounds for rows of 49 instead of six), that exp, and each row's sum (in [1, n]) inverted through its quarter octave and that
   piece's quadratic (coefficients times the octave's 2^-j, so Horner's two multiplies per row and
   one of e are all), where SPU's reciprocal takes 57 rounds.
 - rsqrt and GroupNorm: built for few rounds, see normalization.py.
@@ -46,7 +46,8 @@ DESIGNS = {
 }
 EXP_DESIGN = (3, 4, 16.0)  # squarings, degree, clamp
 # softmax's row max: groups of 4 (1.5 comparisons per element) until at most 16 values are left,
-# then all their pairs in one level (at most 120 per row): rows of 49 take two levels, not three
+# then all their pairs in one level if that costs at most 2 comparisons per element of the row:
+# rows of 49 take two levels, not three
 MAX_FAN_IN, MAX_FINAL = 4, 16
 
 
