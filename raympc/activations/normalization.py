@@ -10,13 +10,14 @@ The pieces here:
 - `rsqrt(v)`: one comparison of v against the start of every half octave 2^(k/2) (k/2 in
   [LO, HI)) at once gives v's edge bits, and one integer dot product looks up its piece's row
   of public tables (`piece_tables`): 2^-j (so m = v 2^-j lies in [1, 2)) and the piece's
-  quadratic in m, its coefficients already times 2^(-j/2). Horner's rule then costs two multiplies: 17 send actions per rank instead of SPU's 47
-  (one quartic per octave, by powers, a dot and a multiply by the root, took 22). Relative error
-  4e-4 where SPU's fixed point is fine; see `power_tables` for large v. Inputs in [-2^LO, 2^LO)
-  (a variance of zero, or slightly negative from fixed-point round-off) give a large finite
-  value, between 128 and 374 (the first piece's quadratic at m in [-1, 1], times 2^(-LO/2)),
-  instead of rsqrt's blow-up, so GroupNorm needs no clamp of the variance (flax's costs a
-  comparison); its centred input is ~0 there.
+  quadratic in m, its coefficients already times 2^(-j/2). Horner's rule then costs two
+  multiplies: 17 send actions per rank instead of SPU's 47 (one quartic per octave, by powers,
+  a dot and a multiply by the root, took 22). Relative error 4e-4 where SPU's fixed point is
+  fine; see `power_tables` for large v. Inputs in [-2^LO, 2^LO) (a variance of zero, or
+  slightly negative from fixed-point round-off) give a large finite value, between 128 and 374
+  (the first piece's quadratic at m in [-1, 1], times 2^(-LO/2)), instead of rsqrt's blow-up, so
+  GroupNorm needs no clamp of the variance (flax's costs a comparison); its centred input is ~0
+  there.
 - `group_norm`: the statistics in two multiplies (x^2 and the mean's 1/n in one, then mean^2
   and E[x^2]'s 1/n in one), its own piece tables (eight linear pieces per octave: the same
   accuracy as rsqrt's two quadratics, 3.5e-4, with one Horner multiply instead of two), then m

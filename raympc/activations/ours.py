@@ -18,7 +18,8 @@ Each design (measured figures: `raympc bench activations`; costs per step: block
   accuracy down to -10, three squarings: never negative. A cubic is cheaper but leaves softmax
   2e-3 off on rows of 196 Gaussian logits.
 - softmax: row max by a tournament (groups of 4, then all pairs of the last <= 16 where that
-  costs at most two comparisons per element: two comparison rounds for rows of 49 instead of six), that exp, and each row's sum (in [1, n]) inverted through its quarter octave and that
+  costs at most two comparisons per element: two comparison rounds for rows of 49 instead of
+  six), that exp, and each row's sum (in [1, n]) inverted through its quarter octave and that
   piece's quadratic (coefficients times the octave's 2^-j, so Horner's two multiplies per row and
   one of e are all), where SPU's reciprocal takes 57 rounds.
 - rsqrt and GroupNorm: built for few rounds, see normalization.py.
