@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import raympc.activations as acts
+from raympc.activations import blocks
 
 
 @dataclass(frozen=True)
@@ -68,21 +69,18 @@ def batched_matmul(a, b, group: int = 4):
 
     SPU runs a batched matmul as one matmul per batch element, each with its own multiply and
     truncation messages. Batch elements side by side in a block-diagonal left operand (its zero
-    blocks made locally, a - a) give the same products, with the same bytes, in one matmul; the
-    local work grows with the group, so groups stay small.
+    blocks made locally, `blocks.secret_constant`) give the same products, with the same bytes,
+    in one matmul; the local work grows with the group, so groups stay small.
     """
     outs = []
     for start in range(0, a.shape[0], group):
         a_g, b_g = a[start: start + group], b[start: start + group]
-        if a_g.shape[0] == 1:
-            outs.append(a_g @ b_g)
-            continue
-        zero = a_g[0] - a_g[0]
+        zero = blocks.secret_constant(a_g[0], 0.0)
         rows = [jnp.concatenate([a_g[i] if j == i else zero for j in range(a_g.shape[0])], axis=-1)
                 for i in range(a_g.shape[0])]
         out = jnp.concatenate(rows, axis=0) @ jnp.concatenate(list(b_g), axis=0)
         outs.append(out.reshape(a_g.shape[0], a.shape[1], b.shape[2]))
-    return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=0)
+    return jnp.concatenate(outs, axis=0)
 
 
 class Attention(nn.Module):

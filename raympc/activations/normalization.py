@@ -29,7 +29,8 @@ The pieces here:
   than the bytes it saves take on a 400 Mbit/s link.
 - No public value joins a secret and nothing is summed by a reduce (each would cost a p2a
   message all ranks wait for, see blocks.py): 1/n is a locally made sharing, sums are pairwise,
-  and the piece tables' edge bits come from sentinel thresholds in the same comparison.
+  and the piece tables' always-true edge bit comes from a sentinel threshold in the same
+  comparison.
 """
 
 from __future__ import annotations
@@ -118,12 +119,8 @@ def power_tables(v, exponent: float, lo: int, hi: int, pieces: int, degree: int)
     return piece_tables(v, lo, hi, pieces, table)
 
 
-def rsqrt_tables(v) -> tuple:
-    return power_tables(v, -0.5, LO, HI, RSQRT_PIECES, RSQRT_DEGREE)
-
-
 def rsqrt(v):
-    scale, *coeffs = rsqrt_tables(v)
+    scale, *coeffs = power_tables(v, -0.5, LO, HI, RSQRT_PIECES, RSQRT_DEGREE)
     return blocks.horner(v * scale, coeffs)
 
 
