@@ -146,6 +146,14 @@ class RunMetrics:
                 total.setdefault(op, OpStat()).add(stat)
         return total
 
+    def op_costs(self, level: str = "mpc") -> dict[str, dict[str, float]]:
+        """Per-op calls, bytes, send actions and time at one level, each per rank (the mean over
+        ranks), heaviest in time first: where a program's compute and messages go."""
+        n = max(len(self.ranks), 1)
+        rows = sorted(self.ops(level).items(), key=lambda kv: -kv[1].time_s)
+        return {op: {"calls": s.count / n, "time_s": s.time_s / n, "send_bytes": s.send_bytes / n,
+                     "send_actions": s.send_actions / n} for op, s in rows}
+
     def add(self, other: "RunMetrics") -> None:
         if len(other.ranks) != len(self.ranks):
             raise ValueError("cannot add metrics of sessions with different party counts")

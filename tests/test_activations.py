@@ -218,6 +218,7 @@ def test_bench_cost_by_kernel_adds_up_to_the_total(ray_ready, tmp_path):
     ops = {(r["impl"], r["exp_mode"]): r["mpc_ops"] for r in rows}
     assert ops[("raympc", "taylor")]["msb_a2b"]["calls_per_rank"] == 1  # sign and clamp in one comparison
     assert "a2b" in ops[("spu-direct", "taylor")]  # SPU's reciprocal normalises by a full bit decomposition
+    assert ops[("raympc", "taylor")]["msb_a2b"]["time_s_per_rank"] > 0
     assert "cost by SPU MPC kernel" in printed.getvalue()
     assert (tmp_path / "bench-activations.json").exists()
 

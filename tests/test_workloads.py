@@ -34,6 +34,10 @@ def test_secure_sampling_matches_plaintext(aby3, tiny, impl):
     assert secure.images.shape == (1, 28, 28, 1)
     assert np.abs(secure.images - plain).max() <= TOLERANCE[impl]
     assert len(secure.per_step) == 2 and all(s["send_bytes"] > 0 for s in secure.per_step)
+    for s in secure.per_step:  # the per-kernel costs (per rank) account for the whole step
+        assert sum(c["send_actions"] for c in s["mpc_ops"].values()) * 3 == pytest.approx(s["send_actions"])
+        assert sum(c["send_bytes"] for c in s["hlo_ops"].values()) * 3 == pytest.approx(s["send_bytes"])
+        assert s["mpc_ops"]["mul_aa"]["time_s"] > 0
 
 
 def test_intermediate_latents_stay_secret(aby3, tiny, monkeypatch):

@@ -101,7 +101,7 @@ def totals(per_step: list[dict]) -> dict[str, float]:
 
 def run_secure(session, step: Callable, params, initial: np.ndarray, condition: np.ndarray,
                noises: list[np.ndarray], publics: list[tuple], timesteps: list[int],
-               on_step: Callable[[int, dict], None] | None = None, op_bytes: bool = False) -> SecureRun:
+               on_step: Callable[[int, dict], None] | None = None, op_costs: bool = False) -> SecureRun:
     """Any model's denoising loop on the session's parties: `step(params, x, condition, noise,
     *public)` with the weights secret to "model", latent, condition and noise secret to "user".
     The latent never leaves the parties until the last step reveals it to the user."""
@@ -119,8 +119,9 @@ def run_secure(session, step: Callable, params, initial: np.ndarray, condition: 
                     reveal_to="user" if last else None)
         m = result.metrics
         stats = {"step": i, "t": t, **m.cost()}
-        if op_bytes:
-            stats["hlo_ops"] = {k: v.send_bytes for k, v in m.ops("hlo").items()}
+        if op_costs:
+            stats["hlo_ops"] = m.op_costs("hlo")
+            stats["mpc_ops"] = m.op_costs("mpc")
         run.per_step.append(stats)
         if on_step is not None:
             on_step(i, stats)
@@ -134,7 +135,7 @@ def sample_secure(session, params, cfg: UNetConfig, steps: list[StepCoefficients
     """Run every denoising step of the MNIST U-Net on the session's parties (see `run_secure`)."""
     publics = [public_step_inputs(cfg, c, len(inputs.labels)) for c in steps]
     return run_secure(session, step_function(cfg), params, inputs.initial, inputs.onehot(cfg.classes),
-                      inputs.per_step, publics, [c.t for c in steps], on_step, op_bytes=True)
+                      inputs.per_step, publics, [c.t for c in steps], on_step, op_costs=True)
 
 
 def plan_for(workload: str, schedule: Schedule, steps: int, eta: float = 0.0) -> list[StepCoefficients]:

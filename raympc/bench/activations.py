@@ -64,13 +64,16 @@ def measure_implementation(session: Session, impl: acts.Implementation, n: int,
 
 
 def kernel_costs(metrics: RunMetrics, elements: int) -> dict[str, dict[str, float]]:
-    """Per MPC kernel with traffic: calls, bytes per element and send actions, each per rank
-    (averaged over the ranks; SPU's profile, deterministic for a program)."""
+    """Per MPC kernel with traffic, or with at least 5% of the compute: calls, bytes per element,
+    send actions and time, each per rank (averaged over the ranks; SPU's profile: the counts are
+    deterministic for a program, the times are not)."""
     ranks = len(metrics.ranks)
+    kernels = metrics.ops("mpc")
+    compute = sum(st.time_s for st in kernels.values())
     return {op: {"calls_per_rank": st.count / ranks, "bytes_per_elem_per_rank": st.send_bytes / elements / ranks,
-                 "send_actions_per_rank": st.send_actions / ranks}
-            for op, st in sorted(metrics.ops("mpc").items(), key=lambda kv: -kv[1].send_bytes)
-            if st.send_bytes or st.send_actions}
+                 "send_actions_per_rank": st.send_actions / ranks, "time_s_per_rank": st.time_s / ranks}
+            for op, st in sorted(kernels.items(), key=lambda kv: (-kv[1].send_bytes, -kv[1].time_s))
+            if st.send_bytes or st.send_actions or st.time_s >= 0.05 * compute}
 
 
 def _time_only(session: Session, impl: acts.Implementation, n: int) -> float:
@@ -145,13 +148,14 @@ def bench_activations(elements: int = ELEMENTS, out: Path | None = None, console
 def _print_kernel_costs(rows: list[dict], console: Console) -> None:
     for activation in sorted({r["activation"] for r in rows}):
         table = Table(title=f"{activation}: cost by SPU MPC kernel, per rank (averaged over the three)")
-        for col in ("impl", "exp", "kernel", "calls", "B/elem", "send actions"):
+        for col in ("impl", "exp", "kernel", "calls", "B/elem", "send actions", "time s (unshaped)"):
             table.add_column(col, justify="left" if col in ("impl", "exp", "kernel") else "right")
         for r in sorted((r for r in rows if r["activation"] == activation), key=lambda r: r["bytes_per_elem"]):
             for i, (op, c) in enumerate(r["mpc_ops"].items()):
                 table.add_row(r["impl"] if i == 0 else "", r["exp_mode"] if i == 0 else "", op,
                               f"{c['calls_per_rank']:.1f}", f"{c['bytes_per_elem_per_rank']:.1f}",
-                              f"{c['send_actions_per_rank']:.1f}", end_section=i == len(r["mpc_ops"]) - 1)
+                              f"{c['send_actions_per_rank']:.1f}", f"{c['time_s_per_rank']:.3f}",
+                              end_section=i == len(r["mpc_ops"]) - 1)
         console.print(table)
 
 
