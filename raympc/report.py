@@ -46,6 +46,51 @@ def _fmt(v: Any, spec: str) -> str:
     return format(v, spec)
 
 
+BASELINE = {"activations": "spu-direct", "exp_mode": "taylor"}  # SPU as it ships
+
+
+def _label(r) -> str:
+    """An implementation as the tables name it: SPU's exp mode shows where it is not the default."""
+    return r["activations"] if r.get("exp_mode", "taylor") == "taylor" else f"{r['activations']} ({r['exp_mode']} exp)"
+
+
+def repeat_rows(ok) -> list[dict[str, Any]]:
+    """Points that differ only in their seed are repeats of one configuration (a step's costs do not
+    depend on the values): their spread in time, and the time ratio against the baseline (SPU as it
+    ships, same configuration otherwise) on the means and per seed."""
+    from .sweeps.spec import PointParams
+
+    def text(v: Any) -> str:  # None and NaN (unset fields) compare equal
+        return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+
+    keys = [f for f in PointParams.model_fields if f != "seed" and f in ok.columns]
+    ok = ok.assign(_key=ok[keys].apply(lambda r: "|".join(map(text, r)), axis=1),
+                   _base_key=ok[[k for k in keys if k not in BASELINE]].apply(lambda r: "|".join(map(text, r)), axis=1))
+    baseline = ok
+    for k, v in BASELINE.items():
+        baseline = baseline[baseline[k] == v]
+    rows = []
+    for _, g in ok.groupby("_key", sort=False):
+        if len(g) < 2:
+            continue
+        r0 = g.iloc[0]
+        base = baseline[baseline["_base_key"] == r0["_base_key"]]
+        row = {"workload": r0["workload"], "activations": _label(r0), "network": r0["profile"],
+               "batch": r0["batch"], "runs": len(g), "s/step mean": f"{g['step_s'].mean():.2f}",
+               "s/step range": f"{g['step_s'].min():.2f} - {g['step_s'].max():.2f}",
+               "MB/step": "; ".join(sorted({f"{v:.1f}" for v in g["mb_per_step"]})),
+               "actions/step": "; ".join(sorted({f"{v:,.0f}" for v in g["send_actions"] / g["steps"]})),
+               "time vs SPU (Taylor): means": "", "per seed": ""}
+        if len(base) and not (r0["activations"] == BASELINE["activations"] and r0["exp_mode"] == BASELINE["exp_mode"]):
+            row["time vs SPU (Taylor): means"] = f"{base['step_s'].mean() / g['step_s'].mean():.3f}x"
+            by_seed = base.groupby("seed")["step_s"].mean()
+            ratios = [by_seed[s] / t for s, t in zip(g["seed"], g["step_s"]) if s in by_seed.index]
+            if ratios:
+                row["per seed"] = f"{min(ratios):.3f}x - {max(ratios):.3f}x ({len(ratios)} pairs)"
+        rows.append(row)
+    return rows
+
+
 def build_report(directory: Path, console: Console | None = None) -> Path:
     from .bench.output import pyplot
     from .sweeps.store import ResultStore
@@ -58,6 +103,7 @@ def build_report(directory: Path, console: Console | None = None) -> Path:
     ok = _profile_columns(df[df["status"] == "ok"].copy())
     failed = df[df["status"] != "ok"]
     ok["step_s"] = ok["time_s"] / ok["steps"]
+    ok["impl"] = [_label(r) for _, r in ok.iterrows()]
     ok["mb_per_step"] = ok["send_bytes"] / ok["steps"] / 1e6
     figs = Path(directory) / "figures"
     figs.mkdir(exist_ok=True)
@@ -69,9 +115,10 @@ def build_report(directory: Path, console: Console | None = None) -> Path:
 
     # -- summary --------------------------------------------------------------------------------
     rows = []
-    for _, r in ok.sort_values(["workload", "activations", "rate_mbit", "rtt_ms"]).iterrows():
-        rows.append({"point": r["point_id"][:8], "workload": r["workload"], "activations": r["activations"],
+    for _, r in ok.sort_values(["workload", "impl", "rate_mbit", "rtt_ms", "seed"]).iterrows():
+        rows.append({"point": r["point_id"][:8], "workload": r["workload"], "activations": r["impl"],
                      "network": r["profile"], "protocol": r["protocol"], "batch": r["batch"], "steps": r["steps"],
+                     **({"seed": r["seed"]} if ok["seed"].nunique() > 1 else {}),
                      "s/step": _fmt(r["step_s"], ".2f"), "MB/step": _fmt(r["mb_per_step"], ".1f"),
                      "actions/step": _fmt(r["send_actions"] / r["steps"], ",.0f"),
                      "PSNR dB": _fmt(r.get("quality.psnr_db_min"), ".1f"),
@@ -83,6 +130,14 @@ def build_report(directory: Path, console: Console | None = None) -> Path:
         md += ["## Failed points\n", _md_table([{"point": r["point_id"][:8], "workload": r["workload"],
                                                  "activations": r["activations"], "network": r["profile"],
                                                  "error": str(r["error"])[:160]} for _, r in failed.iterrows()])]
+
+    repeats = repeat_rows(ok)
+    if repeats:
+        md += ["## Repeats\n",
+               "Points that differ only in their seed, as one configuration: bytes and send actions should "
+               "agree (SPU's counts are deterministic), times show the machine's run-to-run noise. Ratios are "
+               "the baseline's step time (SPU as it ships, same configuration) over this one's.\n",
+               _md_table(repeats)]
 
     def save(fig, name: str, caption: str) -> None:
         fig.tight_layout()
@@ -100,7 +155,7 @@ def build_report(directory: Path, console: Console | None = None) -> Path:
         md.append(f"## Step time against {'bandwidth' if x == 'rate_mbit' else 'RTT'}\n")
         fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.6), squeeze=False)
         for ax, ((workload, fixed), g) in zip(axes[0], groups):
-            for impl, gi in g.groupby("activations"):
+            for impl, gi in g.groupby("impl"):
                 gi = gi.sort_values(x)
                 ax.plot(gi[x], gi["step_s"], marker="o", label=impl)
             ax.set_xlabel(xlabel)
@@ -112,18 +167,18 @@ def build_report(directory: Path, console: Console | None = None) -> Path:
         save(fig, f"latency-vs-{title}", f"step time against {xlabel}")
 
     # -- bytes per implementation ------------------------------------------------------------------
-    per_impl = ok.groupby(["workload", "activations"])["mb_per_step"].median().reset_index()
+    per_impl = ok.groupby(["workload", "impl"])["mb_per_step"].median().reset_index()
     if len(per_impl):
         md.append("## Bytes per step by activation implementation\n")
         workloads = sorted(per_impl["workload"].unique())
         fig, axes = plt.subplots(1, len(workloads), figsize=(4.2 * len(workloads), 3.4), squeeze=False)
         for ax, w in zip(axes[0], workloads):
             g = per_impl[per_impl["workload"] == w].sort_values("mb_per_step")
-            ax.barh(g["activations"], g["mb_per_step"])
+            ax.barh(g["impl"], g["mb_per_step"])
             ax.set_xlabel("MB per step (3 ranks)")
             ax.set_title(w, fontsize=9)
         save(fig, "bytes-per-implementation", "bytes per step per activation implementation")
-        md.append(_md_table([{"workload": r["workload"], "activations": r["activations"],
+        md.append(_md_table([{"workload": r["workload"], "activations": r["impl"],
                               "MB/step": f"{r['mb_per_step']:.1f}"} for _, r in per_impl.iterrows()]))
 
     # -- breakdown by layer kind -------------------------------------------------------------------
@@ -150,7 +205,7 @@ def build_report(directory: Path, console: Console | None = None) -> Path:
             for _, r in b.iterrows():
                 tot = sum(max(r[f"breakdown.{k}.time_s"], 0) for k in kinds) or 1.0
                 totb = sum(max(r[f"breakdown.{k}.send_bytes"], 0) for k in kinds) or 1.0
-                rows.append({"workload": r["workload"], "activations": r["activations"], "network": r["profile"],
+                rows.append({"workload": r["workload"], "activations": r["impl"], "network": r["profile"],
                              **{f"{k} bytes/time": f"{max(r[f'breakdown.{k}.send_bytes'], 0) / totb:.0%} / "
                                                    f"{max(r[f'breakdown.{k}.time_s'], 0) / tot:.0%}" for k in kinds}})
             md.append(_md_table(rows))
@@ -160,7 +215,7 @@ def build_report(directory: Path, console: Console | None = None) -> Path:
         p = ok.dropna(subset=["predicted_time_s"])
         md.append("## Measured against predicted time (analytic network model)\n")
         fig, ax = plt.subplots(figsize=(4.6, 4.4))
-        for impl, g in p.groupby("activations"):
+        for impl, g in p.groupby("impl"):
             ax.scatter(g["time_s"], g["predicted_time_s"], label=impl)
         top = max(p["time_s"].max(), p["predicted_time_s"].max()) * 1.05
         ax.plot([0, top], [0, top], "k--", lw=0.8)
@@ -178,7 +233,7 @@ def build_report(directory: Path, console: Console | None = None) -> Path:
     if "quality.max_abs_error" in ok.columns:
         md.append("## Cost against quality\n")
         fig, ax = plt.subplots(figsize=(5.5, 4))
-        for impl, g in ok.groupby("activations"):
+        for impl, g in ok.groupby("impl"):
             ax.scatter(g["mb_per_step"], g["quality.max_abs_error"], label=impl)
         ax.set_xscale("log")
         ax.set_yscale("log")

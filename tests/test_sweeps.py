@@ -183,6 +183,14 @@ def test_killed_sweep_resumes_without_lost_or_duplicate_rows(tmp_path):
     assert lines[0] == first  # the row finished before the kill is kept as it was
     assert {p.point_id for p in expand(load_spec(spec))} == set(ids)
     assert all(json.loads(line)["status"] == "ok" for line in lines)
+    # the three seeds are repeats of one configuration: the report says so, with one byte count
+    report = subprocess.run([sys.executable, "-m", "raympc.cli", "report", str(out)], capture_output=True,
+                            text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    repeats = (out / "report.md").read_text().split("## Repeats")[1].split("\n## ")[0]
+    row = next(line for line in repeats.splitlines() if line.startswith("| tiny-mnist"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[4] == "3" and ";" not in cells[7], row  # runs, and the same MB/step in all three
 
 
 def test_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path):
