@@ -58,17 +58,17 @@ def repeat_rows(ok) -> list[dict[str, Any]]:
     """Points that differ only in their seed are repeats of one configuration (a step's costs do not
     depend on the values): their spread in time, and the time ratio against the baseline (SPU as it
     ships, same configuration otherwise) on the means and per seed."""
+    import pandas as pd
+
     from .sweeps.spec import PointParams
 
-    def text(v: Any) -> str:  # None and NaN (unset fields) compare equal
-        return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+    def key(columns: list[str]):  # None and NaN (unset fields) compare equal
+        return ok[columns].apply(lambda r: "|".join("" if pd.isna(v) else str(v) for v in r), axis=1)
 
     keys = [f for f in PointParams.model_fields if f != "seed" and f in ok.columns]
-    ok = ok.assign(_key=ok[keys].apply(lambda r: "|".join(map(text, r)), axis=1),
-                   _base_key=ok[[k for k in keys if k not in BASELINE]].apply(lambda r: "|".join(map(text, r)), axis=1))
-    baseline = ok
-    for k, v in BASELINE.items():
-        baseline = baseline[baseline[k] == v]
+    ok = ok.assign(_key=key(keys), _base_key=key([k for k in keys if k not in BASELINE]))
+    is_baseline = (ok[list(BASELINE)] == pd.Series(BASELINE)).all(axis=1)
+    baseline = ok[is_baseline]
     rows = []
     for _, g in ok.groupby("_key", sort=False):
         if len(g) < 2:
@@ -81,7 +81,7 @@ def repeat_rows(ok) -> list[dict[str, Any]]:
                "MB/step": "; ".join(sorted({f"{v:.1f}" for v in g["mb_per_step"]})),
                "actions/step": "; ".join(sorted({f"{v:,.0f}" for v in g["send_actions"] / g["steps"]})),
                "time vs SPU (Taylor): means": "", "per seed": ""}
-        if len(base) and not (r0["activations"] == BASELINE["activations"] and r0["exp_mode"] == BASELINE["exp_mode"]):
+        if len(base) and not is_baseline[g.index[0]]:
             row["time vs SPU (Taylor): means"] = f"{base['step_s'].mean() / g['step_s'].mean():.3f}x"
             by_seed = base.groupby("seed")["step_s"].mean()
             ratios = [by_seed[s] / t for s, t in zip(g["seed"], g["step_s"]) if s in by_seed.index]
