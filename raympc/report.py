@@ -9,6 +9,7 @@ cost against quality.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +55,27 @@ def _label(r) -> str:
     return r["activations"] if r.get("exp_mode", "taylor") == "taylor" else f"{r['activations']} ({r['exp_mode']} exp)"
 
 
-def repeat_rows(ok) -> list[dict[str, Any]]:
+@dataclass
+class RepeatGroup:
+    """One configuration's repeats (its points differ only in their seed)."""
+    points: Any  # the rows of `ok`
+    baseline_s: Any  # the baseline's step time per seed (SPU as it ships, same configuration), or None
+
+    @property
+    def first(self):
+        return self.points.iloc[0]
+
+    def ratios(self) -> list[float]:
+        """Baseline time over this configuration's, per seed both ran."""
+        if self.baseline_s is None:
+            return []
+        return [self.baseline_s[s] / t for s, t in zip(self.points["seed"], self.points["step_s"])
+                if s in self.baseline_s.index]
+
+
+def repeat_groups(ok) -> list[RepeatGroup]:
     """Points that differ only in their seed are repeats of one configuration (a step's costs do not
-    depend on the values): their spread in time, and the time ratio against the baseline (SPU as it
-    ships, same configuration otherwise) on the means and per seed."""
+    depend on the values); each group knows its baseline's times, unless it is the baseline."""
     import pandas as pd
 
     from .sweeps.spec import PointParams
@@ -69,22 +87,31 @@ def repeat_rows(ok) -> list[dict[str, Any]]:
     ok = ok.assign(_key=key(keys), _base_key=key([k for k in keys if k not in BASELINE]))
     is_baseline = (ok[list(BASELINE)] == pd.Series(BASELINE)).all(axis=1)
     baseline = ok[is_baseline]
-    rows = []
+    groups = []
     for _, g in ok.groupby("_key", sort=False):
         if len(g) < 2:
             continue
-        r0 = g.iloc[0]
-        base = baseline[baseline["_base_key"] == r0["_base_key"]]
+        base = baseline[baseline["_base_key"] == g["_base_key"].iloc[0]]
+        by_seed = base.groupby("seed")["step_s"].mean() if len(base) and not is_baseline[g.index[0]] else None
+        groups.append(RepeatGroup(g, by_seed))
+    return groups
+
+
+def repeat_rows(ok) -> list[dict[str, Any]]:
+    """The repeats table: each configuration's spread in time, its counts, and the time ratio against
+    the baseline on the means and per seed."""
+    rows = []
+    for grp in repeat_groups(ok):
+        g, r0 = grp.points, grp.first
         row = {"workload": r0["workload"], "activations": _label(r0), "network": r0["profile"],
                "batch": r0["batch"], "runs": len(g), "s/step mean": f"{g['step_s'].mean():.2f}",
                "s/step range": f"{g['step_s'].min():.2f} - {g['step_s'].max():.2f}",
                "MB/step": "; ".join(sorted({f"{v:.1f}" for v in g["mb_per_step"]})),
                "actions/step": "; ".join(sorted({f"{v:,.0f}" for v in g["send_actions"] / g["steps"]})),
                "time vs SPU (Taylor): means": "", "per seed": ""}
-        if len(base) and not is_baseline[g.index[0]]:
-            row["time vs SPU (Taylor): means"] = f"{base['step_s'].mean() / g['step_s'].mean():.3f}x"
-            by_seed = base.groupby("seed")["step_s"].mean()
-            ratios = [by_seed[s] / t for s, t in zip(g["seed"], g["step_s"]) if s in by_seed.index]
+        if grp.baseline_s is not None:
+            row["time vs SPU (Taylor): means"] = f"{grp.baseline_s.mean() / g['step_s'].mean():.3f}x"
+            ratios = grp.ratios()
             if ratios:
                 row["per seed"] = f"{min(ratios):.3f}x - {max(ratios):.3f}x ({len(ratios)} pairs)"
         rows.append(row)
@@ -131,19 +158,38 @@ def build_report(directory: Path, console: Console | None = None) -> Path:
                                                  "activations": r["activations"], "network": r["profile"],
                                                  "error": str(r["error"])[:160]} for _, r in failed.iterrows()])]
 
-    repeats = repeat_rows(ok)
-    if repeats:
-        md += ["## Repeats\n",
-               "Points that differ only in their seed, as one configuration: bytes and send actions should "
-               "agree (SPU's counts are deterministic), times show the machine's run-to-run noise. Ratios are "
-               "the baseline's step time (SPU as it ships, same configuration) over this one's.\n",
-               _md_table(repeats)]
-
     def save(fig, name: str, caption: str) -> None:
         fig.tight_layout()
         fig.savefig(figs / f"{name}.png", dpi=110)
         plt.close(fig)
         md.append(f"![{caption}](figures/{name}.png)\n")
+
+    # -- repeats -----------------------------------------------------------------------------------
+    groups = repeat_groups(ok)
+    if groups:
+        md += ["## Repeats\n",
+               "Points that differ only in their seed, as one configuration: bytes and send actions should "
+               "agree (SPU's counts are deterministic), times show the machine's run-to-run noise. Ratios are "
+               "the baseline's step time (SPU as it ships, same configuration) over this one's.\n"]
+        compared = [grp for grp in groups if grp.ratios()]
+        fig, axes = plt.subplots(1, 2 if compared else 1, figsize=(9.5 if compared else 5, 3.6), squeeze=False)
+        for grp in groups:
+            label = f"{grp.first['workload']}, {_label(grp.first)}, {grp.first['profile']}"
+            color = axes[0][0].plot(grp.points["seed"], grp.points["step_s"], marker="o", label=label)[0].get_color()
+            if grp.ratios():
+                seeds = [sd for sd in grp.points["seed"] if sd in grp.baseline_s.index]
+                axes[0][1].plot(seeds, grp.ratios(), marker="o", color=color, label=label)
+                mean = grp.baseline_s.mean() / grp.points["step_s"].mean()
+                axes[0][1].axhline(mean, color=color, ls="--", lw=0.8)
+        axes[0][0].set_xlabel("seed (run)")
+        axes[0][0].set_ylabel("s per step")
+        axes[0][0].legend(fontsize=7)
+        if compared:
+            axes[0][1].set_xlabel("seed (run)")
+            axes[0][1].set_ylabel("SPU (Taylor) time / this time")
+            axes[0][1].set_title("per run; dashed: ratio of the means", fontsize=9)
+        save(fig, "repeats", "repeats: step time and ratio against SPU per run")
+        md.append(_md_table(repeat_rows(ok)))
 
     # -- latency vs bandwidth and vs RTT -----------------------------------------------------------
     shaped = ok[ok["profile"] != "unshaped"]

@@ -191,6 +191,7 @@ def test_killed_sweep_resumes_without_lost_or_duplicate_rows(tmp_path):
     row = next(line for line in repeats.splitlines() if line.startswith("| tiny-mnist"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[4] == "3" and ";" not in cells[7], row  # runs, and the same MB/step in all three
+    assert (out / "figures" / "repeats.png").stat().st_size > 5000
 
 
 def test_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path):
