@@ -65,12 +65,19 @@ class RepeatGroup:
     def first(self):
         return self.points.iloc[0]
 
-    def ratios(self) -> list[float]:
-        """Baseline time over this configuration's, per seed both ran."""
+    def ratios(self):
+        """Baseline time over this configuration's, per seed both ran (a Series by seed; empty for
+        the baseline itself, or without one)."""
+        import pandas as pd
+
         if self.baseline_s is None:
-            return []
-        return [self.baseline_s[s] / t for s, t in zip(self.points["seed"], self.points["step_s"])
-                if s in self.baseline_s.index]
+            return pd.Series(dtype=float)
+        own = self.points.groupby("seed")["step_s"].mean()
+        return (self.baseline_s / own).dropna()
+
+    def mean_ratio(self) -> float:
+        """Baseline time over this configuration's, on the means of their runs."""
+        return self.baseline_s.mean() / self.points["step_s"].mean()
 
 
 def repeat_groups(ok) -> list[RepeatGroup]:
@@ -110,10 +117,10 @@ def repeat_rows(ok) -> list[dict[str, Any]]:
                "actions/step": "; ".join(sorted({f"{v:,.0f}" for v in g["send_actions"] / g["steps"]})),
                "time vs SPU (Taylor): means": "", "per seed": ""}
         if grp.baseline_s is not None:
-            row["time vs SPU (Taylor): means"] = f"{grp.baseline_s.mean() / g['step_s'].mean():.3f}x"
+            row["time vs SPU (Taylor): means"] = f"{grp.mean_ratio():.3f}x"
             ratios = grp.ratios()
-            if ratios:
-                row["per seed"] = f"{min(ratios):.3f}x - {max(ratios):.3f}x ({len(ratios)} pairs)"
+            if len(ratios):
+                row["per seed"] = f"{ratios.min():.3f}x - {ratios.max():.3f}x ({len(ratios)} pairs)"
         rows.append(row)
     return rows
 
@@ -171,16 +178,15 @@ def build_report(directory: Path, console: Console | None = None) -> Path:
                "Points that differ only in their seed, as one configuration: bytes and send actions should "
                "agree (SPU's counts are deterministic), times show the machine's run-to-run noise. Ratios are "
                "the baseline's step time (SPU as it ships, same configuration) over this one's.\n"]
-        compared = [grp for grp in groups if grp.ratios()]
+        compared = any(len(grp.ratios()) for grp in groups)
         fig, axes = plt.subplots(1, 2 if compared else 1, figsize=(9.5 if compared else 5, 3.6), squeeze=False)
         for grp in groups:
             label = f"{grp.first['workload']}, {_label(grp.first)}, {grp.first['profile']}"
             color = axes[0][0].plot(grp.points["seed"], grp.points["step_s"], marker="o", label=label)[0].get_color()
-            if grp.ratios():
-                seeds = [sd for sd in grp.points["seed"] if sd in grp.baseline_s.index]
-                axes[0][1].plot(seeds, grp.ratios(), marker="o", color=color, label=label)
-                mean = grp.baseline_s.mean() / grp.points["step_s"].mean()
-                axes[0][1].axhline(mean, color=color, ls="--", lw=0.8)
+            ratios = grp.ratios()
+            if len(ratios):
+                axes[0][1].plot(ratios.index, ratios.values, marker="o", color=color, label=label)
+                axes[0][1].axhline(grp.mean_ratio(), color=color, ls="--", lw=0.8)
         axes[0][0].set_xlabel("seed (run)")
         axes[0][0].set_ylabel("s per step")
         axes[0][0].legend(fontsize=7)

@@ -67,13 +67,12 @@ def kernel_costs(metrics: RunMetrics, elements: int) -> dict[str, dict[str, floa
     """Per MPC kernel with traffic, or with at least 5% of the compute: calls, bytes per element,
     send actions and time, each per rank (averaged over the ranks; SPU's profile: the counts are
     deterministic for a program, the times are not)."""
-    ranks = len(metrics.ranks)
-    kernels = metrics.ops("mpc")
-    compute = sum(st.time_s for st in kernels.values())
-    return {op: {"calls_per_rank": st.count / ranks, "bytes_per_elem_per_rank": st.send_bytes / elements / ranks,
-                 "send_actions_per_rank": st.send_actions / ranks, "time_s_per_rank": st.time_s / ranks}
-            for op, st in sorted(kernels.items(), key=lambda kv: (-kv[1].send_bytes, -kv[1].time_s))
-            if st.send_bytes or st.send_actions or st.time_s >= 0.05 * compute}
+    kernels = metrics.op_costs("mpc")
+    compute = sum(c["time_s"] for c in kernels.values())
+    return {op: {"calls_per_rank": c["calls"], "bytes_per_elem_per_rank": c["send_bytes"] / elements,
+                 "send_actions_per_rank": c["send_actions"], "time_s_per_rank": c["time_s"]}
+            for op, c in sorted(kernels.items(), key=lambda kv: (-kv[1]["send_bytes"], -kv[1]["time_s"]))
+            if c["send_bytes"] or c["send_actions"] or c["time_s"] >= 0.05 * compute}
 
 
 def _time_only(session: Session, impl: acts.Implementation, n: int) -> float:
