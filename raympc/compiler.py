@@ -21,6 +21,8 @@ import spu.libspu as libspu
 from jax._src.lib import xla_client
 from spu.utils import frontend as spu_frontend
 
+from . import fixed_point
+
 
 @dataclass(frozen=True)
 class ArgSpec:
@@ -98,10 +100,14 @@ class ProgramCache:
         in_tree: Any,
         visibility: Sequence[int],
         copts: libspu.CompilerOptions,
+        wide_products: bool = False,
     ) -> CompiledProgram:
+        """`wide_products`: the runtime's field has room for products at twice the fraction bits
+        (fixed_point.py); the traced program, and so the cache key, depends on it."""
         placeholders = [jax.ShapeDtypeStruct(s.shape, s.dtype) for s in flat_specs]
         args = jax.tree_util.tree_unflatten(in_tree, placeholders)
-        hlo, out_info = _lower_to_xla(fn, args)
+        with fixed_point.lowering(wide_products):
+            hlo, out_info = _lower_to_xla(fn, args)
         key = hashlib.sha256(
             _program_text(hlo) + repr(tuple(int(v) for v in visibility)).encode() + _copts_fingerprint(copts).encode()
         ).hexdigest()

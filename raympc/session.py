@@ -20,7 +20,7 @@ import ray
 import spu.libspu as libspu
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
-from . import leftovers
+from . import fixed_point, leftovers
 from .cluster import RayHandle, start_or_join
 from .compiler import ArgSpec, CompiledProgram, ProgramCache
 from .config import LinkConfig, PartySpec, SpuConfig
@@ -131,6 +131,7 @@ class Session:
         self.metrics: RunMetrics | None = None
         self.party_info: list[dict[str, Any]] = []
         self._copts = self.spu_config.compiler_options()
+        self._wide_products = fixed_point.wide_supported(self.spu_config.field, self.spu_config.fxp_fraction_bits)
         self._ray: RayHandle | None = None
         self._placement: Placement | None = None
         self._actors: list[Any] = []
@@ -291,7 +292,7 @@ class Session:
         leaves, tree = self._flatten(example_args)
         arrays = [self._array_of(leaf, i) for i, leaf in enumerate(leaves)]
         specs, vis = zip(*(self._describe(l, a) for l, a in zip(leaves, arrays))) if leaves else ((), ())
-        program = self.cache.compile(fn, specs, tree, vis, self._copts)
+        program = self.cache.compile(fn, specs, tree, vis, self._copts, self._wide_products)
         return SecureFunction(self, fn, program)
 
     def run(self, fn: Callable, *args: Any, reveal_to: str | None = "user") -> RunResult:
@@ -317,7 +318,7 @@ class Session:
             self._check_matches(expect, specs, vis, tree)
             program = expect
         else:
-            program = self.cache.compile(fn, specs, tree, vis, self._copts)
+            program = self.cache.compile(fn, specs, tree, vis, self._copts, self._wide_products)
 
         inputs, temporaries = [], []
         for leaf, arr in zip(leaves, arrays):

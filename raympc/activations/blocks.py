@@ -28,6 +28,8 @@ from typing import Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from .. import fixed_point
+
 
 def bit(pred) -> jnp.ndarray:
     """A comparison result as an int32 0/1 tensor, so SPU converts it to arithmetic shares once."""
@@ -118,40 +120,54 @@ def mirror_clamp(x, limit: float):
 
     x^2 comes first, so "x < 0" and "x^2 > limit^2" do not depend on each other and SPU compares
     the two stacked at once, instead of |x| first and then |x| > limit. The multiply is not extra:
-    a polynomial in the clamped |x| takes its even powers from the clamped x^2 (`even_odd`). The
-    sign and the clamp bits are converted to arithmetic shares in one op; the three outputs are
-    then integer-by-fixed-point multiplies (no truncation). 20 + 72 + 16 + 16 + 8 bytes.
+    a polynomial in the clamped |x| takes its even powers from the clamped x^2 (`even_odd`).
+    x^2 stays wide (fixed_point.py) through the comparison and the clamp, and is truncated once,
+    clamped: SPU's multiply would truncate it before. The sign and the clamp bits are converted
+    to arithmetic shares in one op; the three outputs are then integer-by-fixed-point multiplies
+    (no truncation). 8 + 72 + 21 + 16 + 8 + 9 bytes. The wide square bounds |x| below 11,585.
     """
-    square = x * x
-    bits = bit(jnp.stack([x, limit * limit - square]) < 0)  # [x < 0, x^2 > limit^2]
+    square = fixed_point.product(x, x)
+    limit_sq = fixed_point.constant(limit * limit)
+    bits = bit(jnp.stack([x, limit_sq - square]) < 0)  # [x < 0, x^2 > limit^2]
     factors = 1 - bits * jnp.asarray([2, 1], jnp.int32).reshape((2,) + (1,) * x.ndim)
-    t_s = factors * jnp.stack([x, square - limit * limit])  # [|x|, min(x^2, L^2) - L^2]
+    t_s = factors * jnp.stack([x, square - limit_sq])  # [|x|, min(x^2, L^2) - L^2]
     t = t_s[0]
-    return t, factors[1] * (t - limit) + limit, t_s[1] + limit * limit
+    return t, factors[1] * (t - limit) + limit, fixed_point.narrow(t_s[1] + limit_sq)
 
 
 def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None) -> jnp.ndarray:
-    """sum c_k u^k as E(s) + u O(s) for public coefficients, s = u^2 given (see mirror_clamp).
+    """sum c_k u^k as E(s) + u O(s) for public coefficients (on SPU's grid), s = u^2 given (see
+    mirror_clamp).
 
-    Degree 5 costs 64 (s^2, E's and O's dots truncated in one op, u * O) against Horner's 92;
-    `extra=(y, w)` adds w * y inside E's dot, so a term such as relu(x) / 2 shares E's truncation
-    instead of paying one.
+    O(s) is a public dot, truncated once because it multiplies u; u O(s), E's terms (public
+    multiples of s's powers) and `extra=(y, w)` (w * y, so a term such as relu(x) / 2 costs no
+    truncation of its own) are summed wide (fixed_point.py) and truncated together. Degree 5
+    costs 45 bytes per element and rank (s^2, O's dot, u * O, the sum's truncation), where
+    truncating E's dot on its own cost 54, and Horner 92.
     """
     deg = len(coeffs) - 1
     powers = [s]
     while len(powers) < deg // 2:
         powers.append(powers[-1] * s)
     even_w = [float(c) for c in coeffs[2::2]]
-    even_terms = powers[: len(even_w)]
-    if extra is not None:
-        even_terms.append(extra[0])
-        even_w.append(float(extra[1]))
     odd_w = [float(c) for c in coeffs[3::2]]
-    groups = [(t, w) for t, w in ((even_terms, even_w), (powers[: len(odd_w)], odd_w)) if w]
-    dots = public_dots(groups) if groups else []
-    even = (dots.pop(0) if even_w else 0.0) + coeffs[0]
-    odd = (dots.pop(0) if odd_w else 0.0) + coeffs[1]
-    return even + u * odd
+    terms, weights = powers[: len(even_w)], even_w
+    if extra is not None:
+        terms, weights = terms + [extra[0]], weights + [float(extra[1])]
+    if odd_w:
+        u_odd = fixed_point.product(u, _public_dot(powers[: len(odd_w)], odd_w) + coeffs[1])
+    else:
+        u_odd = fixed_point.scaled(u, float(coeffs[1]))
+    return fixed_point.narrow(u_odd + wide_dot(terms, weights, coeffs[0]))
+
+
+def wide_dot(terms: Sequence, coeffs: Sequence[float], constant: float = 0.0) -> jnp.ndarray:
+    """constant + sum c_i * terms_i, wide (fixed_point.py): public multiples and sums only, so no
+    bytes and no round; the caller truncates once, after whatever else it adds."""
+    total = fixed_point.constant(float(constant))
+    for y, c in zip(terms, coeffs):
+        total = total + fixed_point.scaled(y, float(c))
+    return total
 
 
 def public_dots(groups: Sequence[tuple[Sequence, Sequence[float]]]) -> list:

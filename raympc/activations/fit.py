@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, replace
 import jax.numpy as jnp
 import numpy as np
 
+from .. import fixed_point
+from ..fixed_point import FRACTION_BITS as SPU_FRACTION_BITS  # SPU's under FM64, raympc's default field
 from . import blocks
 from .exact import exact
 
@@ -41,7 +43,6 @@ FITTABLE = ("silu", "mish", "gelu_tanh", "gelu_erf")
 GRID_HALF_WIDTH = 16.0
 GRID_POINTS = 4001
 LAWSON_ITERS = 400
-SPU_FRACTION_BITS = 18  # SPU's fixed point under FM64, raympc's default field
 
 
 @dataclass(frozen=True)
@@ -90,12 +91,13 @@ class SignSplitFit:
         u = blocks.clamp_above(v, self.limit) - self.u_origin
         if self.symmetric:
             return relu + blocks.polynomial(u, self.coeffs_pos[0])
-        # Both sides (and every piece) from shared powers of u (ceil(log2 degree) multiply rounds),
-        # then all their public dots in one op (one truncation round for the lot).
+        # Both sides (and every piece) from shared powers of u (ceil(log2 degree) multiply rounds);
+        # their public dots are local and wide (fixed_point.py), so the sides are picked and relu
+        # added before the one truncation, where a truncated dot per side cost one each.
         powers = blocks.powers(u, self.degree)
         same = self.coeffs_neg == self.coeffs_pos and self.limit_neg == self.limit_pos
         polys = self.coeffs_pos if same else (*self.coeffs_neg, *self.coeffs_pos)
-        values = [d + c[0] for d, c in zip(blocks.public_dots([(powers, c[1:]) for c in polys]), polys)]
+        values = [blocks.wide_dot(powers, c[1:], c[0]) for c in polys]
         piece_bits = [v > b for b in self.breakpoints]
 
         def side(offset: int):
@@ -104,7 +106,8 @@ class SignSplitFit:
                 out = jnp.where(b, values[offset + j], out)
             return out
 
-        return relu + (side(0) if same else jnp.where(neg, side(0), side(self.pieces)))
+        picked = side(0) if same else jnp.where(neg, side(0), side(self.pieces))
+        return fixed_point.narrow(fixed_point.scaled(relu, 1.0) + picked)
 
     def _shift(self, side: str) -> float:
         return self.limit - (self.limit_neg if side == "neg" else self.limit_pos)

@@ -1,0 +1,100 @@
+"""Products kept at twice SPU's fraction bits, so that a sum of them is truncated once.
+
+SPU truncates every fixed-point product on its own (`trunc_a`: 9.3 B per element and rank under
+ABY3/FM64, after `mul_aa`'s 8). But a secret's ring element can be reinterpreted as an integer
+for free (`bitcast_convert_type`), and an integer product is `mul_aa` alone: a * b then sits at
+36 fraction bits ("wide"), where sums and multiples by public integers are local. One truncation
+brings the total back to SPU's 18 bits (`narrow`).
+
+Under SPU a wide value is a float32 array whose ring element is value * 2^36, so SPU reads it as
+value * 2^18: `product` makes one, `scaled` and `constant` write public terms in that form, and
+comparisons and integer selects work on it as on any secret. In the clear (plain JAX: `raympc
+evaluate`, plaintext references) the same calls are float arithmetic at scale 1, so a form
+computes the same values either way, up to SPU's rounding.
+
+The ring holds 63 bits of magnitude: a wide value must stay below 2^27 (|x| < 11,585 for x^2).
+Wide products are made only while a program is lowered for FM64 at its default 18 fraction bits
+(`lowering`, entered by the compiler); elsewhere these calls are SPU's own fixed-point ops.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FRACTION_BITS = 18  # SPU's default under FM64; a wide value holds twice as many
+
+_WIDE: ContextVar[bool] = ContextVar("raympc_wide_products", default=False)
+
+
+@contextmanager
+def lowering(wide: bool) -> Iterator[None]:
+    """Trace a program for SPU; inside, `product` keeps products wide when `wide` is true."""
+    token = _WIDE.set(wide)
+    try:
+        yield
+    finally:
+        _WIDE.reset(token)
+
+
+def wide_supported(field: str, fraction_bits: int) -> bool:
+    """Wide products need FM64's headroom at its default 18 fraction bits (0 means the default)."""
+    return field.lower() == "fm64" and fraction_bits in (0, FRACTION_BITS)
+
+
+def active() -> bool:
+    return _WIDE.get()
+
+
+def _scale() -> float:
+    return 2.0 ** FRACTION_BITS if _WIDE.get() else 1.0
+
+
+def _ring(v) -> jnp.ndarray:
+    return jax.lax.bitcast_convert_type(jnp.asarray(v, jnp.float32), jnp.int32)
+
+
+def _value(i) -> jnp.ndarray:
+    return jax.lax.bitcast_convert_type(i, jnp.float32)
+
+
+def product(a, b) -> jnp.ndarray:
+    """a * b, wide: one `mul_aa` under SPU and no truncation (broadcasts like `*`)."""
+    if not _WIDE.get():
+        return a * b
+    return _value(_ring(a) * _ring(b))
+
+
+def scaled(x, coeff: float) -> jnp.ndarray:
+    """coeff * x, wide, for a public coeff: under SPU a local integer multiple of x's ring element,
+    coeff rounded to SPU's grid (2^-18) as SPU would encode it; in the clear, float."""
+    if not _WIDE.get():
+        return x * coeff
+    return _value(_ring(x) * jnp.int32(np.round(coeff * 2.0 ** FRACTION_BITS)))
+
+
+def constant(value) -> jnp.ndarray:
+    """A public value in wide form, to add to or compare with wide values."""
+    return jnp.asarray(np.asarray(value, np.float64) * _scale(), jnp.float32)
+
+
+def narrow(w) -> jnp.ndarray:
+    """A wide value back at SPU's fixed point: one truncation (`trunc_a`, 9.3 B per element).
+
+    Written as a dot of [w, w] with the public [2^-18, 0] (the ring's 1, then nothing), which SPU
+    runs as a local product and one truncation. A plain multiply by 2^-18 would not do: XLA's
+    simplifier (run inside SPU's compiler) moves constant multipliers across later products and
+    constants, so 2^-18 would meet them off SPU's grid; and SPU's executor sends a splat
+    multiplier below 2^-16 through its small-constant path, which truncates by more bits (13.3 B)
+    and overflows once |value| >= 2^10 (checked in tests/test_fixed_point.py).
+    """
+    if not _WIDE.get():
+        return w
+    w = jnp.asarray(w, jnp.float32)
+    pair = jnp.stack([w, w], axis=-1)
+    return pair @ jnp.asarray([2.0 ** -FRACTION_BITS, 0.0], jnp.float32)

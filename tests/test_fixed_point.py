@@ -1,0 +1,85 @@
+"""Wide products (raympc/fixed_point.py): products kept at 36 fraction bits and truncated once."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from raympc import Session, fixed_point
+from raympc.activations import get
+from raympc.activations.exact import exact
+
+
+def _bytes(m) -> dict[str, float]:
+    return {op: s.send_bytes for op, s in m.ops("mpc").items() if s.send_bytes}
+
+
+def test_sum_of_products_costs_one_truncation(aby3, rng):
+    """a*b + c*d + 0.3 a + 1.5, wide then narrowed: two mul_aa and one trunc_a per rank, where
+    SPU's own multiplies truncate each product."""
+    a, b, c, d = (rng.normal(0, 3, 2048).astype(np.float32) for _ in range(4))
+
+    def form(a, b, c, d):
+        wide = fixed_point.product(a, b) + fixed_point.product(c, d) + fixed_point.scaled(a, 0.3)
+        return fixed_point.narrow(wide + fixed_point.constant(1.5))
+
+    run = aby3.run(form, a, b, c, d)
+    np.testing.assert_allclose(run.outputs, a * b + c * d + 0.3 * a + 1.5, atol=2e-4)
+    ops = run.metrics.ops("mpc")
+    ranks = len(run.metrics.ranks)
+    assert ops["trunc_a"].count == ranks and ops["mul_aa"].count == 2 * ranks, ops
+    stock = aby3.run(lambda a, b, c, d: a * b + c * d + 0.3 * a + 1.5, a, b, c, d).metrics
+    assert sum(_bytes(run.metrics).values()) < sum(_bytes(stock).values())
+    # the same calls in the clear are float arithmetic
+    np.testing.assert_allclose(form(a, b, c, d), a * b + c * d + 0.3 * a + 1.5, rtol=1e-5, atol=1e-5)
+
+
+def test_narrowed_values_meet_later_constants_on_spus_grid(aby3):
+    """XLA's simplifier (inside SPU's compiler) moves constant multipliers across products: a
+    narrowing written as `w * 2^-18` came out of `s * s` as ~0 and of `s * 2.5` as 2 s. The
+    narrowing dot keeps both exact."""
+    x = np.linspace(-7, 7, 1024, dtype=np.float32)
+
+    def form(x):
+        s = fixed_point.narrow(fixed_point.product(x, x))
+        return s * s, s * 2.5, jnp.stack([s, s * s], -1) @ jnp.asarray([0.1, 0.01], jnp.float32)
+
+    sq, scaled, dot = (np.asarray(v, np.float64) for v in aby3.run(form, x).outputs)
+    s = x.astype(np.float64) ** 2
+    np.testing.assert_allclose(sq, s * s, atol=5e-3)
+    np.testing.assert_allclose(scaled, 2.5 * s, atol=1e-3)
+    np.testing.assert_allclose(dot, 0.1 * s + 0.01 * s * s, atol=5e-3)
+
+
+def test_spus_small_constant_path_is_why_narrow_is_a_dot(aby3):
+    """SPU 0.9.5 multiplies by a splat constant below 2^-16 with extra fraction bits: a bigger
+    truncation (13.3 B per element and rank against 9.3) that overflows once the wide value
+    reaches 2^10. If SPU changes this, fixed_point.narrow's docstring is out of date."""
+    x = np.array([3.0, 20.0, 30.0, 100.0], np.float32)
+    ring = lambda v: jax.lax.bitcast_convert_type(v, jnp.int32)  # noqa: E731
+
+    def by_splat(x):
+        return jax.lax.bitcast_convert_type(ring(x) * ring(x), jnp.float32) * jnp.float32(2.0 ** -18)
+
+    splat = aby3.run(by_splat, x)
+    assert np.abs(splat.outputs[-1] - 1e4) > 1.0  # 100^2 >= 2^10: overflowed
+    np.testing.assert_allclose(splat.outputs[:2], x[:2] ** 2, rtol=1e-4)
+    narrowed = aby3.run(lambda x: fixed_point.narrow(fixed_point.product(x, x)), x)
+    np.testing.assert_allclose(narrowed.outputs, x ** 2, rtol=1e-5)
+    per_elem = lambda m: m.ops("mpc")["trunc_a"].send_bytes / x.size / len(m.ranks)  # noqa: E731
+    assert per_elem(splat.metrics) > per_elem(narrowed.metrics)
+
+
+@pytest.mark.parametrize("field, bits, wide", [("fm64", 0, True), ("fm64", 18, True), ("fm64", 20, False),
+                                                ("fm128", 0, False), ("fm32", 0, False)])
+def test_wide_products_only_where_the_ring_has_room(field, bits, wide):
+    assert fixed_point.wide_supported(field, bits) is wide
+
+
+def test_fm128_session_keeps_spus_multiplies(ray_ready):
+    """Under another field the forms compile to SPU's own fixed-point ops and stay correct."""
+    x = np.linspace(-10, 10, 256, dtype=np.float32)
+    with Session(field="fm128") as s:
+        run = s.run(get("silu", "raympc").fn, x)
+    assert "pphlo.bitcast_convert" not in run.metrics.ops("hlo")
+    np.testing.assert_allclose(run.outputs, exact("silu", x), atol=5e-3)
