@@ -56,17 +56,6 @@ def test_mirrored_forms_compare_once(aby3, activation):
     np.testing.assert_allclose(square, np.minimum(x * x, 7.25 ** 2), rtol=1e-6, atol=1e-5)
 
 
-def test_public_dots_share_one_truncation(aby3, rng):
-    """`blocks.public_dots`: several public dot products in one op, so SPU truncates them together
-    (one trunc_a per rank; a dot per polynomial would pay one each)."""
-    terms = [rng.normal(size=300).astype(np.float32) for _ in range(3)]
-    groups = [(terms, [0.5, -0.25, 2.0]), (terms[:2], [1.5, 0.75])]
-    out = aby3.run(lambda a, b, c: blocks.public_dots([([a, b, c], groups[0][1]), ([a, b], groups[1][1])]), *terms)
-    expected = [sum(w * t for w, t in zip(ws, ts)) for ts, ws in groups]
-    np.testing.assert_allclose(np.stack(out.outputs), np.stack(expected), atol=1e-4)
-    assert out.metrics.ops("mpc")["trunc_a"].count == len(out.metrics.ranks)
-
-
 # truncations per rank: SiLU's clamped x^2, s^2, O's dot and the wide sum; Mish's three power
 # rounds and the wide sum (each form paid one more before its sums were kept wide)
 TRUNCATIONS = {"silu": 4, "mish": 4}

@@ -9,6 +9,8 @@ Costs below are rank-0 bytes per element under ABY3/FM64, read from SPU's MPC-le
   turned into an int32 and multiplied arithmetically, is converted once (`b2a`, 8) and then each use
   is an integer-by-fixed-point multiply with no truncation (`mul_aa`, 8).
 - A dot product with public coefficients truncates once (12), whatever its length.
+- A product kept wide (`fixed_point.product`: integer ring elements, 36 fraction bits) is `mul_aa`
+  alone (8); sums and public multiples of wide values are local, and one truncation ends them.
 - A public array joined to a secret one (`jnp.concatenate`, a mixed multiply's operand) is shared
   by `p2a`: a few bytes, but one message every rank waits for, a full one-way delay on a WAN.
   `secret_constant` makes the same sharing locally. `jnp.sum` pays one too, sealing its zero
@@ -168,26 +170,6 @@ def wide_dot(terms: Sequence, coeffs: Sequence[float], constant: float = 0.0) ->
     for y, c in zip(terms, coeffs):
         total = total + fixed_point.scaled(y, float(c))
     return total
-
-
-def public_dots(groups: Sequence[tuple[Sequence, Sequence[float]]]) -> list:
-    """[sum_i w_i * terms_i for each (terms, w) group], all in one dot product with one public vector.
-
-    Each group's terms occupy their own block of the vector; the other blocks of its row are
-    zeros made locally, so SPU truncates every output in one op: one round where a dot per group
-    would pay one each, and the same bytes. (A public matrix with a column per group costs more:
-    SPU truncates such a product column by column.)
-    """
-    if len(groups) == 1:
-        return [_public_dot(*groups[0])]
-    zero = secret_constant(groups[0][0][0], 0.0)
-    rows = []
-    for g, (terms, _) in enumerate(groups):
-        row = [zero for h in groups[:g] for _ in h[1]] + list(terms) + [zero for h in groups[g + 1:] for _ in h[1]]
-        rows.append(jnp.stack([jnp.broadcast_to(t, zero.shape) for t in row], axis=-1))
-    weights = [float(w) for _, ws in groups for w in ws]
-    out = jnp.stack(rows) @ jnp.asarray(weights, dtype=rows[0].dtype)
-    return [out[g] for g in range(len(groups))]
 
 
 def _public_dot(terms: Sequence, weights: Sequence[float]):

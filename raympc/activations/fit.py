@@ -13,8 +13,8 @@ When both sides are the same function (SiLU, GeLU: f - relu is even) one polynom
 in u = min(|x|, L) (origin 0): then "x < 0" and "x^2 > L^2" are compared in one op (one
 comparison's rounds, not two in a row) and the clamped x^2 is u^2 for the polynomial's even part
 (blocks.mirror_clamp). Otherwise u is centred (origin L / 2), every side's (and piece's)
-polynomial comes from shared powers of u, all their public dot products are truncated in one op
-(`blocks.public_dots`), and selects on the sign (and piece) bits pick.
+polynomial comes from shared powers of u, their public dot products are kept wide (no truncation,
+fixed_point.py), selects on the sign (and piece) bits pick, and relu joins before one truncation.
 
 The fitter is a weighted minimax (Lawson's iteration) on a dense grid covering the tails, so
 the reported error already includes the clamped tails. `weights` (from recorded inputs) make the

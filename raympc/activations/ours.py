@@ -5,12 +5,12 @@ Each design (measured figures: `raympc bench activations`; costs per step: block
   does the rest once relu and |x| are known. x^2 comes first, so the sign (x < 0) and the clamp
   (x^2 > L^2) are one comparison op: one comparison's rounds, not two in a row (21.0 send actions
   per rank instead of 32.3, for 3% more bytes); the clamped x^2 is u^2 for the polynomial, which
-  is evaluated as E(u^2) + u O(u^2) with relu folded into E's dot product, and E's and O's dots
-  truncated in one op (`blocks.public_dots`). SiLU: degree 5 up to
-  |x| = 7.25. GeLU: degree 4 up to |x| = 3.25.
+  is evaluated as E(u^2) + u O(u^2), E's terms, relu and u O summed wide and truncated once
+  (`blocks.even_odd`, fixed_point.py; x^2 stays wide through the comparison and the clamp).
+  SiLU: degree 5 up to |x| = 7.25. GeLU: degree 4 up to |x| = 3.25.
 - Mish: f - relu is not even; degree 6 per side, up to 7.25 below zero and 4.5 above (one clamp
-  serves both by shifting the positive side); both polynomials from shared powers, their dots in
-  one op, then the sign bit picks. Degree 6 rather than 5 (+17 B/element/rank, no more
+  serves both by shifting the positive side); both polynomials from shared powers, their dots
+  wide, the sign bit picks and relu joins before the one truncation. Degree 6 rather than 5 (+17 B/element/rank, no more
   rounds) because the shipped Mish U-Net is sensitive to its activation's error: degree 5 (max
   error 4.3e-3) moved its FID proxy by +14.5%, degree 6 (2.6e-3) by +2.3% (README). Plain
   rounding of its coefficients to SPU's fixed point would cost 5.9e-3; see DESIGNS.
