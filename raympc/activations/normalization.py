@@ -24,7 +24,7 @@ The pieces here:
   (eight linear pieces per octave: the same accuracy as rsqrt's two quadratics, 3.5e-4, with one
   Horner multiply instead of two), then m and gamma * C_k in one multiply, Horner's one, and the
   centred input's: 22.7 send actions per rank instead of flax's 70 (`raympc bench activations`),
-  bytes 1.6x flax's (the comparisons against 256 pieces, per group). Its variances below 2^LO
+  bytes 1.4x flax's (the comparisons against 256 pieces, per group). Its variances below 2^LO
   give 128-248 times the centred input, which is ~0 there. A 2-D matmul would give the sum of
   squares for almost no bytes, but SPU's (16 x 3,136) @ (3,136 x 16) matmul costs ~0.6 s of
   compute per call here, more than the bytes it saves take on a 400 Mbit/s link.
