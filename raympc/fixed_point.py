@@ -47,10 +47,6 @@ def wide_supported(field: str, fraction_bits: int) -> bool:
     return field.lower() == "fm64" and fraction_bits in (0, FRACTION_BITS)
 
 
-def active() -> bool:
-    return _WIDE.get()
-
-
 def _scale() -> float:
     return 2.0 ** FRACTION_BITS if _WIDE.get() else 1.0
 
