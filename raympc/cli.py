@@ -128,7 +128,7 @@ def _cmd_fit(args: argparse.Namespace) -> None:
 
     run_fit(args.activation, args.degree, args.pieces, tuple(args.range) if args.range else None, args.inputs,
             args.name, measure=not args.no_measure, elements=args.elements, out=args.out, console=make_console(),
-            fraction_bits=args.fraction_bits or None)
+            fraction_bits=args.fraction_bits or None, tail=args.tail)
 
 
 def _cmd_bench_tls(args: argparse.Namespace) -> None:
@@ -293,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--fraction-bits", type=int, default=18,
                      help="round coefficients to this fixed point, refitting the lower ones around each "
                           "(default 18, SPU's for FM64; 0 keeps float coefficients)")
+    fit.add_argument("--tail", choices=["clamp", "relu"], default="clamp",
+                     help="beyond the clamp point: the polynomial's last value (clamp), or exactly relu "
+                          "(relu: one select cheaper; SiLU and GeLU, one piece, one clamp point)")
     fit.add_argument("--elements", type=int, default=16384, help="grid size for the secure measurement")
     fit.add_argument("--no-measure", action="store_true", help="fit and register only; skip the SPU run")
     fit.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")

@@ -29,17 +29,22 @@ import numpy as np
 
 FRACTION_BITS = 18  # SPU's default under FM64; a wide value holds twice as many
 
-_WIDE: ContextVar[bool] = ContextVar("raympc_wide_products", default=False)
+# None: traced in the clear; False: for SPU with its own products; True: for SPU, wide products
+_LOWERING: ContextVar[bool | None] = ContextVar("raympc_lowering", default=None)
 
 
 @contextmanager
 def lowering(wide: bool) -> Iterator[None]:
     """Trace a program for SPU; inside, `product` keeps products wide when `wide` is true."""
-    token = _WIDE.set(wide)
+    token = _LOWERING.set(bool(wide))
     try:
         yield
     finally:
-        _WIDE.reset(token)
+        _LOWERING.reset(token)
+
+
+def _wide() -> bool:
+    return _LOWERING.get() is True
 
 
 def wide_supported(field: str, fraction_bits: int) -> bool:
@@ -48,7 +53,7 @@ def wide_supported(field: str, fraction_bits: int) -> bool:
 
 
 def _scale() -> float:
-    return 2.0 ** FRACTION_BITS if _WIDE.get() else 1.0
+    return 2.0 ** FRACTION_BITS if _wide() else 1.0
 
 
 def _ring(v) -> jnp.ndarray:
@@ -61,7 +66,7 @@ def _value(i) -> jnp.ndarray:
 
 def product(a, b) -> jnp.ndarray:
     """a * b, wide: one `mul_aa` under SPU and no truncation (broadcasts like `*`)."""
-    if not _WIDE.get():
+    if not _wide():
         return a * b
     return _value(_ring(a) * _ring(b))
 
@@ -69,7 +74,7 @@ def product(a, b) -> jnp.ndarray:
 def scaled(x, coeff: float) -> jnp.ndarray:
     """coeff * x, wide, for a public coeff: under SPU a local integer multiple of x's ring element,
     coeff rounded to SPU's grid (2^-18) as SPU would encode it; in the clear, float."""
-    if not _WIDE.get():
+    if not _wide():
         return x * coeff
     return _value(_ring(x) * jnp.int32(np.round(coeff * 2.0 ** FRACTION_BITS)))
 
@@ -77,6 +82,18 @@ def scaled(x, coeff: float) -> jnp.ndarray:
 def constant(value) -> jnp.ndarray:
     """A public value in wide form, to add to or compare with wide values."""
     return jnp.asarray(np.asarray(value, np.float64) * _scale(), jnp.float32)
+
+
+def masked(keep, w) -> jnp.ndarray:
+    """keep * w for an int 0/1 `keep` (a converted comparison bit) and a wide or plain `w`.
+
+    Under SPU an integer multiply (`mul_aa`, 8 B, no truncation): where keep is 0 the result is an
+    exact 0 even if w overflowed the ring, so a form may compute w where it is out of range and
+    mask it. In the clear a select, for the same reason: 0 * inf would be nan.
+    """
+    if _LOWERING.get() is None:
+        return jnp.where(keep != 0, w, jnp.zeros_like(w))
+    return keep * w
 
 
 def narrow(w) -> jnp.ndarray:
@@ -89,7 +106,7 @@ def narrow(w) -> jnp.ndarray:
     multiplier below 2^-16 through its small-constant path, which truncates by more bits (13.3 B)
     and overflows once |value| >= 2^10 (checked in tests/test_fixed_point.py).
     """
-    if not _WIDE.get():
+    if not _wide():
         return w
     w = jnp.asarray(w, jnp.float32)
     pair = jnp.stack([w, w], axis=-1)

@@ -16,6 +16,7 @@ import raympc.activations as acts
 from raympc import Secret, Session, SpuConfig
 from raympc.activations import blocks, ours
 from raympc.activations.exact import exact
+from raympc.activations.fit import fit_sign_split
 from raympc.activations.registry import ELEMENTWISE
 from raympc.bench.activations import bench_activations
 from raympc.errors import ConfigError
@@ -56,7 +57,30 @@ def test_mirrored_forms_compare_once(aby3, activation):
     np.testing.assert_allclose(square, np.minimum(x * x, 7.25 ** 2), rtol=1e-6, atol=1e-5)
 
 
-# truncations per rank: SiLU's clamped x^2, s^2, O's dot and the wide sum; Mish's three power
+def test_relu_tails_mask_instead_of_clamping(aby3):
+    """SiLU's tail="relu" form masks its polynomial beyond the limit (fixed_point.masked) where
+    the clamp form clamps |x| and x^2 first: one select fewer, 8 B per element and rank, with the
+    same comparison op and the same send actions. Out of range its powers overflow the ring and
+    the mask zeroes them exactly."""
+    x = np.concatenate([np.linspace(-16, 16, 1024), [-3000.0, -400.0, 400.0, 3000.0]]).astype(np.float32)
+    relu_tail = ours.design("silu")
+    assert relu_tail.tail == "relu"
+    clamp_tail = fit_sign_split("silu", 5, 1, 7.25, 7.25, fraction_bits=18)
+    runs = {f.tail: aby3.run(f, x) for f in (relu_tail, clamp_tail)}
+    for f in (relu_tail, clamp_tail):
+        err = np.abs(runs[f.tail].outputs - exact("silu", x)).max()
+        assert err <= f.fit_max_error + 5e-4, (f.tail, err)
+    relu_m, clamp_m = runs["relu"].metrics, runs["clamp"].metrics
+    per_elem_rank = lambda m: m.send_bytes / x.size / len(m.ranks)  # noqa: E731
+    assert per_elem_rank(clamp_m) - per_elem_rank(relu_m) == pytest.approx(8.0, abs=0.5)
+    assert relu_m.send_actions == clamp_m.send_actions
+    t, square, keep = (np.asarray(v) for v in blocks.mirror_range(jnp.asarray(x), 7.75))
+    np.testing.assert_allclose(t, np.abs(x))
+    np.testing.assert_allclose(square, x * x, rtol=1e-6)
+    np.testing.assert_array_equal(keep, (np.abs(x) <= 7.75).astype(np.int32))
+
+
+# truncations per rank: SiLU's x^2, s^2, O's dot and the wide sum; Mish's three power
 # rounds and the wide sum (each form paid one more before its sums were kept wide)
 TRUNCATIONS = {"silu": 4, "mish": 4}
 

@@ -26,6 +26,29 @@ def test_jax_form_matches_the_float64_model(activation, degree, limits):
     assert np.abs(fit.numpy(x) - exact(activation, x)).max() == pytest.approx(fit.fit_max_error, rel=0.05, abs=1e-4)
 
 
+def test_relu_tails_are_relu_beyond_the_limit_and_need_a_mirrored_form():
+    """tail="relu": the polynomial is fitted inside the limit and f = relu outside, so the
+    error there is f - relu itself, and the fit reports it. In the clear the masked powers of
+    huge inputs (inf in float32) still give relu, not nan."""
+    fit = fit_sign_split("silu", 5, 1, 7.75, 7.75, fraction_bits=18, tail="relu")
+    x = np.linspace(-40, 40, 8001)
+    out = fit.numpy(x)
+    beyond = np.abs(x) > 7.75
+    np.testing.assert_array_equal(out[beyond], np.maximum(x[beyond], 0.0))
+    assert fit.fit_max_error >= np.abs(exact("silu", np.array([7.76])) - 7.76).max()
+    np.testing.assert_allclose(np.asarray(fit(jnp.asarray(x, jnp.float32)), np.float64), out, atol=2e-4)
+    huge = jnp.asarray([-1e12, -3e4, 3e4, 1e12], jnp.float32)
+    np.testing.assert_allclose(np.asarray(fit(huge)), np.maximum(np.asarray(huge), 0.0))
+    # the scan picks the limit for this tail: further out than the clamp form's
+    assert fit_sign_split("silu", 5, tail="relu").limit > fit_sign_split("silu", 5).limit
+    with pytest.raises(ValueError, match="even"):
+        fit_sign_split("mish", 6, 1, 7.25, 4.5, tail="relu")
+    with pytest.raises(ValueError, match="piece"):
+        fit_sign_split("silu", 5, 2, 7.75, 7.75, tail="relu")
+    with pytest.raises(ValueError, match="tail must be"):
+        fit_sign_split("silu", 5, tail="zero")
+
+
 def test_more_degree_means_less_error_and_the_scan_beats_a_bad_clamp():
     errs = [fit_sign_split("silu", d, 1, 7.0, 7.0).fit_max_error for d in (3, 4, 5)]
     assert errs[0] > errs[1] > errs[2]
@@ -84,12 +107,13 @@ def fits_file(tmp_path, monkeypatch):
 def test_fit_command_registers_stores_and_measures(ray_ready, fits_file, tmp_path, capsys):
     inputs = tmp_path / "silu-inputs.npy"
     np.save(inputs, np.random.default_rng(1).normal(0, 2, 5000).astype(np.float32))
-    assert main(["fit", "silu", "--degree", "4", "--range", "-7", "7", "--inputs", str(inputs),
+    assert main(["fit", "silu", "--degree", "4", "--range", "-7", "7", "--inputs", str(inputs), "--tail", "relu",
                  "--name", "mine", "--elements", "2048", "--out", str(tmp_path)]) == 0
     impl = acts.get("silu", "mine")
     assert impl.fitted and impl.max_abs_error < 0.05
     stored = json.loads(fits_file.read_text())
     assert stored["mine"][0]["activation"] == "silu" and stored["mine"][0]["weighted_by"] == str(inputs)
+    assert stored["mine"][0]["tail"] == "relu"
     report = json.loads((tmp_path / "fit-silu-mine.json").read_text())
     secure = {r["impl"]: r for r in report["secure"]}
     assert secure["mine"]["max_abs_error"] <= impl.max_abs_error
@@ -110,6 +134,8 @@ def test_fit_command_errors_name_the_problem(fits_file, tmp_path, capsys):
     bad.write_text("1 2 3")
     assert main(["fit", "silu", "--degree", "3", "--inputs", str(bad), "--no-measure"]) == 1
     assert "not a .npy/.npz" in capsys.readouterr().err
+    assert main(["fit", "mish", "--degree", "5", "--range", "-7", "4", "--tail", "relu", "--no-measure"]) == 1
+    assert "f - relu is even" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["fit", "softmax", "--degree", "3"])
     with pytest.raises(ValueError, match="already registered"):

@@ -137,7 +137,22 @@ def mirror_clamp(x, limit: float):
     return t, factors[1] * (t - limit) + limit, fixed_point.narrow(t_s[1] + limit_sq)
 
 
-def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None) -> jnp.ndarray:
+def mirror_range(x, limit: float):
+    """(|x|, x^2, keep = [x^2 <= limit^2] as an int 0/1) with both comparisons in one op.
+
+    For forms that are exact beyond the limit (f = relu there): the polynomial is evaluated on
+    the unclamped |x| and x^2 and masked by `keep` (fixed_point.masked), which needs one select
+    fewer than clamping |x| and x^2 first (`mirror_clamp`). x^2 does not wait for the comparison,
+    and out of range its powers may overflow the ring: the mask zeroes them exactly. 8 (x^2,
+    wide) + 9 (its truncation) + 72 + 21 + 8 (|x|) bytes; |x| below 11,585 (the wide square).
+    """
+    square = fixed_point.product(x, x)
+    bits = bit(jnp.stack([x, fixed_point.constant(limit * limit) - square]) < 0)  # [x < 0, x^2 > L^2]
+    factors = 1 - bits * jnp.asarray([2, 1], jnp.int32).reshape((2,) + (1,) * x.ndim)
+    return factors[0] * x, fixed_point.narrow(square), factors[1]
+
+
+def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None, keep=None) -> jnp.ndarray:
     """sum c_k u^k as E(s) + u O(s) for public coefficients (on SPU's grid), s = u^2 given (see
     mirror_clamp).
 
@@ -145,7 +160,8 @@ def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None) -> jnp.n
     multiples of s's powers) and `extra=(y, w)` (w * y, so a term such as relu(x) / 2 costs no
     truncation of its own) are summed wide (fixed_point.py) and truncated together. Degree 5
     costs 45 bytes per element and rank (s^2, O's dot, u * O, the sum's truncation), where
-    truncating E's dot on its own cost 54, and Horner 92.
+    truncating E's dot on its own cost 54, and Horner 92. `keep` (an int 0/1, see mirror_range)
+    masks the polynomial, not `extra`, before the truncation: 8 more.
     """
     deg = len(coeffs) - 1
     powers = [s]
@@ -153,14 +169,16 @@ def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None) -> jnp.n
         powers.append(powers[-1] * s)
     even_w = [float(c) for c in coeffs[2::2]]
     odd_w = [float(c) for c in coeffs[3::2]]
-    terms, weights = powers[: len(even_w)], even_w
-    if extra is not None:
-        terms, weights = terms + [extra[0]], weights + [float(extra[1])]
     if odd_w:
         u_odd = fixed_point.product(u, _public_dot(powers[: len(odd_w)], odd_w) + coeffs[1])
     else:
         u_odd = fixed_point.scaled(u, float(coeffs[1]))
-    return fixed_point.narrow(u_odd + wide_dot(terms, weights, coeffs[0]))
+    poly = u_odd + wide_dot(powers[: len(even_w)], even_w, coeffs[0])
+    if keep is not None:
+        poly = fixed_point.masked(keep, poly)
+    if extra is not None:
+        poly = poly + fixed_point.scaled(extra[0], float(extra[1]))
+    return fixed_point.narrow(poly)
 
 
 def wide_dot(terms: Sequence, coeffs: Sequence[float], constant: float = 0.0) -> jnp.ndarray:

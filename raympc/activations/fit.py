@@ -12,7 +12,10 @@ L = max(limits) serves both. Beyond the clamp g_side is constant, so the tails c
 When both sides are the same function (SiLU, GeLU: f - relu is even) one polynomial serves both,
 in u = min(|x|, L) (origin 0): then "x < 0" and "x^2 > L^2" are compared in one op (one
 comparison's rounds, not two in a row) and the clamped x^2 is u^2 for the polynomial's even part
-(blocks.mirror_clamp). Otherwise u is centred (origin L / 2), every side's (and piece's)
+(blocks.mirror_clamp). Such a form may instead be exact beyond the clamp (`tail="relu"`: f = relu
+there): the polynomial is fitted on [0, L] only, evaluated on the unclamped |x| and masked by the
+range bit, one select fewer (blocks.mirror_range); its error beyond L is f - relu itself, so L
+sits a little further out. Otherwise u is centred (origin L / 2), every side's (and piece's)
 polynomial comes from shared powers of u, their public dot products are kept wide (no truncation,
 fixed_point.py), selects on the sign (and piece) bits pick, and relu joins before one truncation.
 
@@ -40,6 +43,7 @@ from . import blocks
 from .exact import exact
 
 FITTABLE = ("silu", "mish", "gelu_tanh", "gelu_erf")
+TAILS = ("clamp", "relu")
 GRID_HALF_WIDTH = 16.0
 GRID_POINTS = 4001
 LAWSON_ITERS = 400
@@ -59,6 +63,7 @@ class SignSplitFit:
     weighted_by: str | None = None
     fraction_bits: int | None = None  # coefficients are exact multiples of 2**-fraction_bits
     origin: float | None = None  # u = clamped v - origin; None: limit / 2, as in fits made before origin 0
+    tail: str = "clamp"  # beyond the limit: "clamp" (g constant) or "relu" (f = relu exactly)
 
     @property
     def u_origin(self) -> float:
@@ -85,6 +90,9 @@ class SignSplitFit:
         """The secure form: trace it under SPU (or run it in plain JAX; the maths is the same)."""
         if self.symmetric and self.u_origin == 0:
             # both comparisons in one op; relu = (x + |x|) / 2 joins E's dot product
+            if self.tail == "relu":
+                t, s, keep = blocks.mirror_range(x, self.limit)
+                return blocks.even_odd(t, s, self.coeffs_pos[0], extra=(x + t, 0.5), keep=keep)
             t, u, s = blocks.mirror_clamp(x, self.limit)
             return blocks.even_odd(u, s, self.coeffs_pos[0], extra=(x + t, 0.5))
         neg, v, relu = blocks.sign_split(x, self._shift("neg"), self._shift("pos"))
@@ -123,7 +131,8 @@ class SignSplitFit:
             u = vc - self.u_origin
             piece = np.searchsorted(self.breakpoints, v, side="left") if self.pieces > 1 else np.zeros(v.shape, int)
             coeffs = np.asarray(self.coeffs_neg if side == "neg" else self.coeffs_pos)
-            out[mask] += np.sum(coeffs[piece] * u[:, None] ** np.arange(self.degree + 1), axis=1)
+            poly = np.sum(coeffs[piece] * u[:, None] ** np.arange(self.degree + 1), axis=1)
+            out[mask] += np.where(v <= self.limit, poly, 0.0) if self.tail == "relu" else poly
         return out
 
     def to_dict(self) -> dict:
@@ -188,13 +197,22 @@ def input_weights(samples: np.ndarray | None, grid: np.ndarray, emphasis: float 
 
 def fit_sign_split(activation: str, degree: int, pieces: int = 1, limit_neg: float | None = None,
                    limit_pos: float | None = None, samples: np.ndarray | None = None,
-                   weighted_by: str | None = None, fraction_bits: int | None = None) -> SignSplitFit:
+                   weighted_by: str | None = None, fraction_bits: int | None = None,
+                   tail: str = "clamp") -> SignSplitFit:
     """Fit the sign-split form; missing limits are chosen by a scan (smallest fitted error).
 
     `fraction_bits`: make every coefficient exactly representable in that fixed point (see above).
+    `tail`: "clamp" (the polynomial's value at the limit continues beyond it) or "relu" (f = relu
+    beyond the limit; single-piece forms of activations whose f - relu is even: SiLU, GeLU).
     """
     if activation not in FITTABLE:
         raise ValueError(f"cannot fit {activation!r}: the sign-split form covers {FITTABLE}")
+    if tail not in TAILS:
+        raise ValueError(f"tail must be one of {TAILS}, got {tail!r}")
+    if tail == "relu" and (pieces != 1 or not _residuals_equal(activation)
+                           or (limit_neg is not None and limit_pos is not None and limit_neg != limit_pos)):
+        raise ValueError('tail="relu" needs one piece, one limit for both sides and an activation whose '
+                         f"f - relu is even (SiLU, GeLU); got {activation!r}, {pieces} piece(s)")
     if degree < 1 or pieces < 1:
         raise ValueError("degree and pieces must be at least 1")
     if fraction_bits is not None and not 8 <= fraction_bits <= 40:
@@ -207,22 +225,25 @@ def fit_sign_split(activation: str, degree: int, pieces: int = 1, limit_neg: flo
             limits[side] = float(given)
         else:
             candidates = np.arange(2.0, 10.01, 0.25)
-            errs = [_fit_side(activation, side, degree, pieces, L, L, L / 2, samples)[1] for L in candidates]
+            errs = [_fit_side(activation, side, degree, pieces, L, L, 0.0 if tail == "relu" else L / 2, samples,
+                              tail=tail)[1] for L in candidates]
             limits[side] = float(candidates[int(np.argmin(errs))])
     big = max(limits.values())
     # Where f - relu is even (SiLU, GeLU) and both clamps agree, the positive side's fit serves both.
     mirrored = _residuals_equal(activation) and limits["neg"] == limits["pos"]
+    if tail == "relu" and not mirrored:
+        raise ValueError(f'tail="relu" needs one limit for both sides; the scan chose {limits}')
     # A mirrored single polynomial is evaluated in min(|x|, L) (see the module docstring).
     origin = 0.0 if mirrored and pieces == 1 else big / 2
     coeffs = {side: _fit_side(activation, side, degree, pieces, limits[side], big, origin, samples,
-                              fraction_bits)[0]
+                              fraction_bits, tail)[0]
               for side in (("pos",) if mirrored else limits)}
     if mirrored:
         coeffs["neg"] = coeffs["pos"]
     fit = SignSplitFit(activation, degree, pieces, limits["neg"], limits["pos"],
                        tuple(tuple(map(float, c)) for c in coeffs["neg"]),
                        tuple(tuple(map(float, c)) for c in coeffs["pos"]), weighted_by=weighted_by,
-                       fraction_bits=fraction_bits, origin=origin)
+                       fraction_bits=fraction_bits, origin=origin, tail=tail)
     grid = np.linspace(-GRID_HALF_WIDTH, GRID_HALF_WIDTH, GRID_POINTS)
     err = float(np.abs(fit.numpy(grid) - exact(activation, grid)).max())
     return replace(fit, fit_max_error=err)
@@ -235,11 +256,16 @@ def _residuals_equal(activation: str) -> bool:
 
 
 def _fit_side(activation: str, side: str, degree: int, pieces: int, own_limit: float, big_limit: float,
-              origin: float, samples: np.ndarray | None, fraction_bits: int | None = None
-              ) -> tuple[np.ndarray, float]:
+              origin: float, samples: np.ndarray | None, fraction_bits: int | None = None,
+              tail: str = "clamp") -> tuple[np.ndarray, float]:
     """Coefficients (pieces x degree+1) for one side, in the shared variable u, and the max error."""
     t = np.linspace(0.0, GRID_HALF_WIDTH, GRID_POINTS)
     target = _side_residual(activation, side, t)
+    tail_error = 0.0
+    if tail == "relu":  # f = relu beyond the limit: fit inside it, and its error outside is f - relu
+        tail_error = float(np.abs(target[t > own_limit]).max(initial=0.0))
+        t = np.linspace(0.0, own_limit, GRID_POINTS)
+        target = _side_residual(activation, side, t)
     x_side = -t if side == "neg" else t
     w = input_weights(samples, x_side)
     v = t + (big_limit - own_limit)
@@ -258,7 +284,7 @@ def _fit_side(activation: str, side: str, degree: int, pieces: int, own_limit: f
         coeffs[p] = (minimax_fit(design, target[sel], w[sel]) if fraction_bits is None
                      else _lawson_on_grid(design, target[sel], w[sel], 2.0 ** -fraction_bits))
         worst = max(worst, float(np.abs(design @ coeffs[p] - target[sel]).max()))
-    return coeffs, worst
+    return coeffs, max(worst, tail_error)
 
 
 # ---------------------------------------------------------------------------- exp by squaring

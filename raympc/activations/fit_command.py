@@ -37,7 +37,7 @@ def load_inputs(path: Path) -> np.ndarray:
 def run_fit(activation: str, degree: int, pieces: int = 1, fit_range: tuple[float, float] | None = None,
             inputs: Path | None = None, name: str | None = None, measure: bool = True,
             elements: int = 16384, out: Path | None = None, console: Console | None = None,
-            fraction_bits: int | None = None) -> dict:
+            fraction_bits: int | None = None, tail: str = "clamp") -> dict:
     console = console or Console()
     if fit_range is not None:
         lo, hi = fit_range
@@ -52,7 +52,8 @@ def run_fit(activation: str, degree: int, pieces: int = 1, fit_range: tuple[floa
                         + ("" if fit_range else ", scanning clamp points")):
         try:
             fit = fit_sign_split(activation, degree, pieces, limit_neg, limit_pos, samples,
-                                 weighted_by=str(inputs) if inputs else None, fraction_bits=fraction_bits)
+                                 weighted_by=str(inputs) if inputs else None, fraction_bits=fraction_bits,
+                                 tail=tail)
         except ValueError as e:
             raise ConfigError(str(e)) from e
     path = save_fit(name, fit)
@@ -60,7 +61,7 @@ def run_fit(activation: str, degree: int, pieces: int = 1, fit_range: tuple[floa
     result = {"activation": activation, "name": name, "fits_file": str(path), "fit": fit.to_dict(),
               "plaintext_max_abs_error": fit.fit_max_error}
     console.print(f"registered [bold]{activation}/{name}[/] in {path}: clamp at -{fit.limit_neg:g} / "
-                  f"+{fit.limit_pos:g}, float64 max abs error {fit.fit_max_error:.2e} on [-16, 16]")
+                  f"+{fit.limit_pos:g} ({fit.tail} beyond), float64 max abs error {fit.fit_max_error:.2e} on [-16, 16]")
     if measure:
         result["secure"] = _measure(activation, name, samples, elements, console)
     if out is not None:
