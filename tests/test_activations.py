@@ -80,6 +80,25 @@ def test_relu_tails_mask_instead_of_clamping(aby3):
     np.testing.assert_array_equal(keep, (np.abs(x) <= 7.75).astype(np.int32))
 
 
+def test_mish_window_is_one_comparison_op(aby3):
+    """Mish's windowed form compares the sign and "outside [-8.25, 4.5]" in one op, where the
+    clamp form compares |x| with its clamp after the sign (two ops in a row): fewer send actions
+    and fewer bytes, within the same error model. Out of the window the powers overflow the ring
+    and the mask zeroes them exactly."""
+    x = np.concatenate([np.linspace(-16, 16, 1024), [-3000.0, -400.0, 400.0, 3000.0]]).astype(np.float32)
+    window = ours.design("mish")
+    assert window.windowed
+    clamp = fit_sign_split("mish", 6, 1, 7.25, 4.5, fraction_bits=18)
+    runs = {f.tail: aby3.run(f, x) for f in (window, clamp)}
+    for f in (window, clamp):
+        err = np.abs(runs[f.tail].outputs - exact("mish", x)).max()
+        assert err <= f.fit_max_error + 5e-4, (f.tail, err)
+    w, c = runs["relu"].metrics, runs["clamp"].metrics
+    assert w.ops("mpc")["msb_a2b"].count == len(w.ranks)
+    assert c.ops("mpc")["msb_a2b"].count == 2 * len(c.ranks)
+    assert w.send_actions < c.send_actions and w.send_bytes < c.send_bytes
+
+
 # truncations per rank: SiLU's x^2, s^2, O's dot and the wide sum; Mish's three power
 # rounds and the wide sum (each form paid one more before its sums were kept wide)
 TRUNCATIONS = {"silu": 4, "mish": 4}
@@ -234,7 +253,7 @@ def test_bench_cost_by_kernel_adds_up_to_the_total(ray_ready, tmp_path):
         total = sum(c["bytes_per_elem_per_rank"] for c in r["mpc_ops"].values())
         assert total == pytest.approx(r["bytes_per_elem_per_rank"], rel=1e-9), r["impl"]
     ops = {(r["impl"], r["exp_mode"]): r["mpc_ops"] for r in rows}
-    assert ops[("raympc", "taylor")]["msb_a2b"]["calls_per_rank"] == 1  # sign and clamp in one comparison
+    assert ops[("raympc", "taylor")]["msb_a2b"]["calls_per_rank"] == 1  # sign and range in one comparison
     assert "a2b" in ops[("spu-direct", "taylor")]  # SPU's reciprocal normalises by a full bit decomposition
     assert ops[("raympc", "taylor")]["msb_a2b"]["time_s_per_rank"] > 0
     assert "cost by SPU MPC kernel" in printed.getvalue()

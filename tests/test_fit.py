@@ -41,12 +41,26 @@ def test_relu_tails_are_relu_beyond_the_limit_and_need_a_mirrored_form():
     np.testing.assert_allclose(np.asarray(fit(huge)), np.maximum(np.asarray(huge), 0.0))
     # the scan picks the limit for this tail: further out than the clamp form's
     assert fit_sign_split("silu", 5, tail="relu").limit > fit_sign_split("silu", 5).limit
-    with pytest.raises(ValueError, match="even"):
-        fit_sign_split("mish", 6, 1, 7.25, 4.5, tail="relu")
     with pytest.raises(ValueError, match="piece"):
         fit_sign_split("silu", 5, 2, 7.75, 7.75, tail="relu")
     with pytest.raises(ValueError, match="tail must be"):
         fit_sign_split("silu", 5, tail="zero")
+
+
+def test_windowed_relu_tails_for_sided_forms():
+    """Mish's f - relu is not even: tail="relu" fits each side in u = x - c (c the window's
+    centre) on its own interval, and f = relu outside the window."""
+    fit = fit_sign_split("mish", 6, 1, 8.25, 4.5, fraction_bits=18, tail="relu")
+    assert fit.windowed and fit.origin == pytest.approx((4.5 - 8.25) / 2) and fit.u_max == pytest.approx(6.375)
+    x = np.linspace(-40, 40, 8001)
+    out = fit.numpy(x)
+    outside = (x < -8.25) | (x > 4.5)
+    np.testing.assert_array_equal(out[outside], np.maximum(x[outside], 0.0))
+    assert np.abs(out - exact("mish", x)).max() == pytest.approx(fit.fit_max_error, rel=0.05)
+    assert fit.fit_max_error < fit_sign_split("mish", 6, 1, 7.25, 4.5, fraction_bits=18).fit_max_error
+    np.testing.assert_allclose(np.asarray(fit(jnp.asarray(x, jnp.float32)), np.float64), out, atol=2e-4)
+    huge = jnp.asarray([-1e12, -3e4, 3e4, 1e12], jnp.float32)
+    np.testing.assert_allclose(np.asarray(fit(huge)), np.maximum(np.asarray(huge), 0.0))
 
 
 def test_more_degree_means_less_error_and_the_scan_beats_a_bad_clamp():
@@ -134,8 +148,8 @@ def test_fit_command_errors_name_the_problem(fits_file, tmp_path, capsys):
     bad.write_text("1 2 3")
     assert main(["fit", "silu", "--degree", "3", "--inputs", str(bad), "--no-measure"]) == 1
     assert "not a .npy/.npz" in capsys.readouterr().err
-    assert main(["fit", "mish", "--degree", "5", "--range", "-7", "4", "--tail", "relu", "--no-measure"]) == 1
-    assert "f - relu is even" in capsys.readouterr().err
+    assert main(["fit", "mish", "--degree", "5", "--pieces", "2", "--tail", "relu", "--no-measure"]) == 1
+    assert "one piece per side" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["fit", "softmax", "--degree", "3"])
     with pytest.raises(ValueError, match="already registered"):

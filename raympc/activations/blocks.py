@@ -152,6 +152,24 @@ def mirror_range(x, limit: float):
     return factors[0] * x, fixed_point.narrow(square), factors[1]
 
 
+def sign_and_window(x, limit_neg: float, limit_pos: float):
+    """(u = x - c, u^2, [x < 0], keep = [-limit_neg <= x <= limit_pos]), the bits as int 0/1,
+    with both comparisons in one op: c is the window's centre, so the window is u^2 <= r^2.
+
+    For sided forms that are exact beyond their window (f = relu there): the sides' polynomials
+    in u are evaluated unclamped and masked by `keep` (fixed_point.masked), where clamping needs
+    the sign first and the clamp's comparison after it (two comparison ops in a row). u^2 is
+    wide through the comparison (fixed_point.py) and then truncated once; it is the powers'
+    first step (`powers(u, degree, square=...)`). 8 + 72 + 21 + 9 bytes; |u| below 11,585.
+    """
+    centre, radius = (limit_pos - limit_neg) / 2, (limit_pos + limit_neg) / 2
+    u = x - centre
+    square = fixed_point.product(u, u)
+    bits = bit(jnp.stack([x, fixed_point.constant(radius * radius) - square]) < 0)  # [x < 0, outside]
+    flags = 1 - bits  # [x >= 0, inside]: converted to arithmetic shares as a whole, once
+    return u, fixed_point.narrow(square), 1 - flags[0], flags[1]
+
+
 def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None, keep=None) -> jnp.ndarray:
     """sum c_k u^k as E(s) + u O(s) for public coefficients (on SPU's grid), s = u^2 given (see
     mirror_clamp).
@@ -203,10 +221,11 @@ def public_dot(terms: Sequence, weights) -> jnp.ndarray:
     return jnp.stack(terms, axis=-1) @ jnp.asarray(weights, dtype=jnp.float32)
 
 
-def powers(m, degree: int) -> list:
+def powers(m, degree: int, square=None) -> list:
     """[m, m^2, ..., m^degree] in ceil(log2(degree)) multiplies: each round multiplies the highest
-    power so far by all lower ones in one op (SPU pays rounds per op, not per element)."""
-    out = [m]
+    power so far by all lower ones in one op (SPU pays rounds per op, not per element). `square`:
+    m^2 if it is already known (one round fewer)."""
+    out = [m] if square is None or degree < 2 else [m, square]
     while len(out) < degree:
         top = out[-1]
         lower = out[: min(len(out), degree - len(out))]

@@ -15,7 +15,11 @@ comparison's rounds, not two in a row) and the clamped x^2 is u^2 for the polyno
 (blocks.mirror_clamp). Such a form may instead be exact beyond the clamp (`tail="relu"`: f = relu
 there): the polynomial is fitted on [0, L] only, evaluated on the unclamped |x| and masked by the
 range bit, one select fewer (blocks.mirror_range); its error beyond L is f - relu itself, so L
-sits a little further out. Otherwise u is centred (origin L / 2), every side's (and piece's)
+sits a little further out. A sided form (Mish) may be exact beyond its clamps too: then each
+side's polynomial is in the shared u = x - c, c the centre of [-limit_neg, limit_pos], fitted on
+that side's interval; the sign and "outside the window" (u^2 > r^2) are one comparison op, where
+clamping needs the sign before the clamp's comparison (blocks.sign_and_window). Otherwise u is
+centred (origin L / 2), every side's (and piece's)
 polynomial comes from shared powers of u, their public dot products are kept wide (no truncation,
 fixed_point.py), selects on the sign (and piece) bits pick, and relu joins before one truncation.
 
@@ -66,12 +70,20 @@ class SignSplitFit:
     tail: str = "clamp"  # beyond the limit: "clamp" (g constant) or "relu" (f = relu exactly)
 
     @property
+    def windowed(self) -> bool:
+        """The sided relu-tail form: u = x - origin on both sides, masked outside the window."""
+        return self.tail == "relu" and not (self.symmetric and self.u_origin == 0)
+
+    @property
     def u_origin(self) -> float:
         return self.limit / 2 if self.origin is None else self.origin
 
     @property
     def u_max(self) -> float:
-        """The largest |u| the polynomial sees (u lies in [-origin, limit - origin])."""
+        """The largest |u| the polynomial sees (u lies in [-origin, limit - origin]; a windowed
+        form's in [-r, r], r half the window)."""
+        if self.windowed:
+            return (self.limit_neg + self.limit_pos) / 2
         return max(self.u_origin, self.limit - self.u_origin)
 
     @property
@@ -95,6 +107,8 @@ class SignSplitFit:
                 return blocks.even_odd(t, s, self.coeffs_pos[0], extra=(x + t, 0.5), keep=keep)
             t, u, s = blocks.mirror_clamp(x, self.limit)
             return blocks.even_odd(u, s, self.coeffs_pos[0], extra=(x + t, 0.5))
+        if self.windowed:
+            return self._windowed(x)
         neg, v, relu = blocks.sign_split(x, self._shift("neg"), self._shift("pos"))
         u = blocks.clamp_above(v, self.limit) - self.u_origin
         if self.symmetric:
@@ -117,6 +131,17 @@ class SignSplitFit:
         picked = side(0) if same else jnp.where(neg, side(0), side(self.pieces))
         return fixed_point.narrow(fixed_point.scaled(relu, 1.0) + picked)
 
+    def _windowed(self, x):
+        # both sides from shared powers of u = x - c (u^2 from the window's comparison); their dots
+        # wide; one op picks the side (neg * (P_neg - P_pos)) and makes relu ((1 - neg) x); the
+        # window's mask, relu's join and one truncation end it
+        u, s, neg, keep = blocks.sign_and_window(x, self.limit_neg, self.limit_pos)
+        powers = blocks.powers(u, self.degree, square=s)
+        pos, negative = (blocks.wide_dot(powers, c[1:], c[0]) for c in (self.coeffs_pos[0], self.coeffs_neg[0]))
+        picked = jnp.stack([negative - pos, x]) * jnp.stack([neg, 1 - neg])
+        poly = fixed_point.masked(keep, pos + picked[0])
+        return fixed_point.narrow(poly + fixed_point.scaled(picked[1], 1.0))
+
     def _shift(self, side: str) -> float:
         return self.limit - (self.limit_neg if side == "neg" else self.limit_pos)
 
@@ -125,6 +150,14 @@ class SignSplitFit:
         x = np.asarray(x, np.float64)
         t = np.abs(x)
         out = np.maximum(x, 0.0)
+        if self.windowed:
+            u = x - self.u_origin
+            for side, mask in (("neg", x < 0), ("pos", x >= 0)):
+                coeffs = np.asarray((self.coeffs_neg if side == "neg" else self.coeffs_pos)[0])
+                poly = np.sum(coeffs * u[mask, None] ** np.arange(self.degree + 1), axis=1)
+                inside = (x[mask] >= -self.limit_neg) & (x[mask] <= self.limit_pos)
+                out[mask] += np.where(inside, poly, 0.0)
+            return out
         for side, mask in (("neg", x < 0), ("pos", x >= 0)):
             v = t[mask] + self._shift(side)
             vc = np.minimum(v, self.limit)
@@ -203,16 +236,14 @@ def fit_sign_split(activation: str, degree: int, pieces: int = 1, limit_neg: flo
 
     `fraction_bits`: make every coefficient exactly representable in that fixed point (see above).
     `tail`: "clamp" (the polynomial's value at the limit continues beyond it) or "relu" (f = relu
-    beyond the limit; single-piece forms of activations whose f - relu is even: SiLU, GeLU).
+    beyond the limits; single-piece forms).
     """
     if activation not in FITTABLE:
         raise ValueError(f"cannot fit {activation!r}: the sign-split form covers {FITTABLE}")
     if tail not in TAILS:
         raise ValueError(f"tail must be one of {TAILS}, got {tail!r}")
-    if tail == "relu" and (pieces != 1 or not _residuals_equal(activation)
-                           or (limit_neg is not None and limit_pos is not None and limit_neg != limit_pos)):
-        raise ValueError('tail="relu" needs one piece, one limit for both sides and an activation whose '
-                         f"f - relu is even (SiLU, GeLU); got {activation!r}, {pieces} piece(s)")
+    if tail == "relu" and pieces != 1:
+        raise ValueError(f'tail="relu" forms have one piece per side, got {pieces} pieces')
     if degree < 1 or pieces < 1:
         raise ValueError("degree and pieces must be at least 1")
     if fraction_bits is not None and not 8 <= fraction_bits <= 40:
@@ -226,18 +257,23 @@ def fit_sign_split(activation: str, degree: int, pieces: int = 1, limit_neg: flo
         else:
             candidates = np.arange(2.0, 10.01, 0.25)
             errs = [_fit_side(activation, side, degree, pieces, L, L, 0.0 if tail == "relu" else L / 2, samples,
-                              tail=tail)[1] for L in candidates]
+                              tail=tail)[1] if tail == "clamp" or _residuals_equal(activation) else
+                    _fit_window_side(activation, side, degree, L, (-L / 2 if side == "neg" else L / 2), samples)[1]
+                    for L in candidates]
             limits[side] = float(candidates[int(np.argmin(errs))])
     big = max(limits.values())
     # Where f - relu is even (SiLU, GeLU) and both clamps agree, the positive side's fit serves both.
     mirrored = _residuals_equal(activation) and limits["neg"] == limits["pos"]
-    if tail == "relu" and not mirrored:
-        raise ValueError(f'tail="relu" needs one limit for both sides; the scan chose {limits}')
     # A mirrored single polynomial is evaluated in min(|x|, L) (see the module docstring).
     origin = 0.0 if mirrored and pieces == 1 else big / 2
-    coeffs = {side: _fit_side(activation, side, degree, pieces, limits[side], big, origin, samples,
-                              fraction_bits, tail)[0]
-              for side in (("pos",) if mirrored else limits)}
+    if tail == "relu" and not mirrored:  # the windowed form: u = x - the window's centre
+        origin = (limits["pos"] - limits["neg"]) / 2
+        coeffs = {side: _fit_window_side(activation, side, degree, limits[side], origin, samples,
+                                         fraction_bits)[0][None] for side in limits}
+    else:
+        coeffs = {side: _fit_side(activation, side, degree, pieces, limits[side], big, origin, samples,
+                                  fraction_bits, tail)[0]
+                  for side in (("pos",) if mirrored else limits)}
     if mirrored:
         coeffs["neg"] = coeffs["pos"]
     fit = SignSplitFit(activation, degree, pieces, limits["neg"], limits["pos"],
@@ -253,6 +289,22 @@ def _residuals_equal(activation: str) -> bool:
     t = np.linspace(0, GRID_HALF_WIDTH, 257)
     return bool(np.allclose(_side_residual(activation, "neg", t), _side_residual(activation, "pos", t),
                             rtol=0, atol=1e-12))
+
+
+def _fit_window_side(activation: str, side: str, degree: int, limit: float, centre: float,
+                     samples: np.ndarray | None, fraction_bits: int | None = None) -> tuple[np.ndarray, float]:
+    """One side of the windowed form: f - relu on [-limit, 0] or [0, limit] as a polynomial in
+    u = x - centre, and the max error, the tail's |f - relu| beyond the limit included."""
+    sign = -1.0 if side == "neg" else 1.0
+    beyond = sign * np.linspace(limit, GRID_HALF_WIDTH, GRID_POINTS)
+    tail_error = float(np.abs(exact(activation, beyond) - np.maximum(beyond, 0.0)).max())
+    x = sign * np.linspace(0.0, limit, GRID_POINTS)
+    target = exact(activation, x) - np.maximum(x, 0.0)
+    design = np.vander(x - centre, degree + 1, increasing=True)
+    w = input_weights(samples, x)
+    coeffs = (minimax_fit(design, target, w) if fraction_bits is None
+              else _lawson_on_grid(design, target, w, 2.0 ** -fraction_bits))
+    return coeffs, max(float(np.abs(design @ coeffs - target).max()), tail_error)
 
 
 def _fit_side(activation: str, side: str, degree: int, pieces: int, own_limit: float, big_limit: float,
