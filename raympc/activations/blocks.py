@@ -172,7 +172,7 @@ def sign_and_window(x, limit_neg: float, limit_pos: float):
 
 def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None, keep=None) -> jnp.ndarray:
     """sum c_k u^k as E(s) + u O(s) for public coefficients (on SPU's grid), s = u^2 given (see
-    mirror_clamp).
+    mirror_clamp, mirror_range).
 
     O(s) is a public dot, truncated once because it multiplies u; u O(s), E's terms (public
     multiples of s's powers) and `extra=(y, w)` (w * y, so a term such as relu(x) / 2 costs no
