@@ -26,41 +26,44 @@ def test_jax_form_matches_the_float64_model(activation, degree, limits):
     assert np.abs(fit.numpy(x) - exact(activation, x)).max() == pytest.approx(fit.fit_max_error, rel=0.05, abs=1e-4)
 
 
-def test_relu_tails_are_relu_beyond_the_limit_and_need_a_mirrored_form():
-    """tail="relu": the polynomial is fitted inside the limit and f = relu outside, so the
-    error there is f - relu itself, and the fit reports it. In the clear the masked powers of
-    huge inputs (inf in float32) still give relu, not nan."""
-    fit = fit_sign_split("silu", 5, 1, 7.75, 7.75, fraction_bits=18, tail="relu")
+def test_relu_tails_are_relu_plus_an_offset_beyond_the_limit():
+    """tail="relu": the polynomial is fitted inside the limit and f = relu + offset outside, the
+    offset in the middle of f - relu's range there, so the tail's error is half that range (SiLU:
+    g(L) / 2), and the fit reports it. In the clear the masked powers of huge inputs (inf in
+    float32) still give relu + offset, not nan."""
+    fit = fit_sign_split("silu", 5, 1, 7.25, 7.25, fraction_bits=18, tail="relu")
+    g_at_limit = 7.25 - exact("silu", np.array([7.25]))[0]
+    assert fit.tail_offset == pytest.approx(-g_at_limit / 2, abs=2 ** -18)
     x = np.linspace(-40, 40, 8001)
     out = fit.numpy(x)
-    beyond = np.abs(x) > 7.75
-    np.testing.assert_array_equal(out[beyond], np.maximum(x[beyond], 0.0))
-    assert fit.fit_max_error >= np.abs(exact("silu", np.array([7.76])) - 7.76).max()
+    beyond = np.abs(x) > 7.25
+    np.testing.assert_array_equal(out[beyond], np.maximum(x[beyond], 0.0) + fit.tail_offset)
+    assert g_at_limit / 2 - 1e-5 <= fit.fit_max_error < g_at_limit
     np.testing.assert_allclose(np.asarray(fit(jnp.asarray(x, jnp.float32)), np.float64), out, atol=2e-4)
-    huge = jnp.asarray([-1e12, -3e4, 3e4, 1e12], jnp.float32)
-    np.testing.assert_allclose(np.asarray(fit(huge)), np.maximum(np.asarray(huge), 0.0))
-    # the scan picks the limit for this tail: further out than the clamp form's
-    assert fit_sign_split("silu", 5, tail="relu").limit > fit_sign_split("silu", 5).limit
+    huge = np.array([-1e12, -3e4, 3e4, 1e12], np.float32)
+    np.testing.assert_allclose(np.asarray(fit(jnp.asarray(huge))), np.maximum(huge, 0.0) + fit.tail_offset, rtol=1e-6)
+    # at the same limit and cost class the clamp form is worse: its tail keeps P(L) for every |x| > L
+    assert fit.fit_max_error < fit_sign_split("silu", 5, 1, 7.25, 7.25, fraction_bits=18).fit_max_error
     with pytest.raises(ValueError, match="piece"):
-        fit_sign_split("silu", 5, 2, 7.75, 7.75, tail="relu")
+        fit_sign_split("silu", 5, 2, 7.25, 7.25, tail="relu")
     with pytest.raises(ValueError, match="tail must be"):
         fit_sign_split("silu", 5, tail="zero")
 
 
 def test_windowed_relu_tails_for_sided_forms():
     """Mish's f - relu is not even: tail="relu" fits each side in u = x - c (c the window's
-    centre) on its own interval, and f = relu outside the window."""
+    centre) on its own interval, and f = relu + offset outside the window."""
     fit = fit_sign_split("mish", 6, 1, 8.25, 4.5, fraction_bits=18, tail="relu")
     assert fit.windowed and fit.origin == pytest.approx((4.5 - 8.25) / 2) and fit.u_max == pytest.approx(6.375)
     x = np.linspace(-40, 40, 8001)
     out = fit.numpy(x)
     outside = (x < -8.25) | (x > 4.5)
-    np.testing.assert_array_equal(out[outside], np.maximum(x[outside], 0.0))
+    np.testing.assert_array_equal(out[outside], np.maximum(x[outside], 0.0) + fit.tail_offset)
     assert np.abs(out - exact("mish", x)).max() == pytest.approx(fit.fit_max_error, rel=0.05)
     assert fit.fit_max_error < fit_sign_split("mish", 6, 1, 7.25, 4.5, fraction_bits=18).fit_max_error
     np.testing.assert_allclose(np.asarray(fit(jnp.asarray(x, jnp.float32)), np.float64), out, atol=2e-4)
     huge = jnp.asarray([-1e12, -3e4, 3e4, 1e12], jnp.float32)
-    np.testing.assert_allclose(np.asarray(fit(huge)), np.maximum(np.asarray(huge), 0.0))
+    np.testing.assert_allclose(np.asarray(fit(huge)), np.maximum(np.asarray(huge), 0.0) + fit.tail_offset, rtol=1e-6)
 
 
 def test_more_degree_means_less_error_and_the_scan_beats_a_bad_clamp():

@@ -170,7 +170,8 @@ def sign_and_window(x, limit_neg: float, limit_pos: float):
     return u, fixed_point.narrow(square), 1 - flags[0], flags[1]
 
 
-def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None, keep=None) -> jnp.ndarray:
+def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None, keep=None,
+             outside: float = 0.0) -> jnp.ndarray:
     """sum c_k u^k as E(s) + u O(s) for public coefficients (on SPU's grid), s = u^2 given (see
     mirror_clamp, mirror_range).
 
@@ -179,7 +180,9 @@ def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None, keep=Non
     truncation of its own) are summed wide (fixed_point.py) and truncated together. Degree 5
     costs 45 bytes per element and rank (s^2, O's dot, u * O, the sum's truncation), where
     truncating E's dot on its own cost 54, and Horner 92. `keep` (an int 0/1, see mirror_range)
-    masks the polynomial, not `extra`, before the truncation: 8 more.
+    masks the polynomial, not `extra`, before the truncation: 8 more; where keep is 0 the
+    polynomial's place takes the public `outside` instead, at no cost (its constant term gives
+    it back inside).
     """
     deg = len(coeffs) - 1
     powers = [s]
@@ -191,9 +194,9 @@ def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None, keep=Non
         u_odd = fixed_point.product(u, _public_dot(powers[: len(odd_w)], odd_w) + coeffs[1])
     else:
         u_odd = fixed_point.scaled(u, float(coeffs[1]))
-    poly = u_odd + wide_dot(powers[: len(even_w)], even_w, coeffs[0])
+    poly = u_odd + wide_dot(powers[: len(even_w)], even_w, coeffs[0] - (outside if keep is not None else 0.0))
     if keep is not None:
-        poly = fixed_point.masked(keep, poly)
+        poly = fixed_point.masked(keep, poly) + fixed_point.constant(outside)
     if extra is not None:
         poly = poly + fixed_point.scaled(extra[0], float(extra[1]))
     return fixed_point.narrow(poly)

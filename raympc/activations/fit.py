@@ -15,7 +15,9 @@ comparison's rounds, not two in a row) and the clamped x^2 is u^2 for the polyno
 (blocks.mirror_clamp). Such a form may instead be exact beyond the clamp (`tail="relu"`: f = relu
 there): the polynomial is fitted on [0, L] only, evaluated on the unclamped |x| and masked by the
 range bit, one select fewer (blocks.mirror_range); its error beyond L is f - relu itself, so L
-sits a little further out. A sided form (Mish) may be exact beyond its clamps too: then each
+sits a little further out; a constant offset (`tail_offset`, the middle of f - relu's range
+there, added outside for free: the polynomial's constant term gives it back inside) halves that
+error. A sided form (Mish) may be exact beyond its clamps too: then each
 side's polynomial is in the shared u = x - c, c the centre of [-limit_neg, limit_pos], fitted on
 that side's interval; the sign and "outside the window" (u^2 > r^2) are one comparison op, where
 clamping needs the sign before the clamp's comparison (blocks.sign_and_window). Otherwise u is
@@ -67,7 +69,8 @@ class SignSplitFit:
     weighted_by: str | None = None
     fraction_bits: int | None = None  # coefficients are exact multiples of 2**-fraction_bits
     origin: float | None = None  # u = clamped v - origin; None: limit / 2, as in fits made before origin 0
-    tail: str = "clamp"  # beyond the limit: "clamp" (g constant) or "relu" (f = relu exactly)
+    tail: str = "clamp"  # beyond the limit: "clamp" (g constant) or "relu" (f = relu + tail_offset)
+    tail_offset: float = 0.0  # "relu" tails: the middle of f - relu's range beyond the limits
 
     @property
     def windowed(self) -> bool:
@@ -104,7 +107,8 @@ class SignSplitFit:
             # both comparisons in one op; relu = (x + |x|) / 2 joins E's dot product
             if self.tail == "relu":
                 t, s, keep = blocks.mirror_range(x, self.limit)
-                return blocks.even_odd(t, s, self.coeffs_pos[0], extra=(x + t, 0.5), keep=keep)
+                return blocks.even_odd(t, s, self.coeffs_pos[0], extra=(x + t, 0.5), keep=keep,
+                                       outside=self.tail_offset)
             t, u, s = blocks.mirror_clamp(x, self.limit)
             return blocks.even_odd(u, s, self.coeffs_pos[0], extra=(x + t, 0.5))
         if self.windowed:
@@ -139,8 +143,8 @@ class SignSplitFit:
         powers = blocks.powers(u, self.degree, square=s)
         pos, negative = (blocks.wide_dot(powers, c[1:], c[0]) for c in (self.coeffs_pos[0], self.coeffs_neg[0]))
         picked = jnp.stack([negative - pos, x]) * jnp.stack([neg, 1 - neg])
-        poly = fixed_point.masked(keep, pos + picked[0])
-        return fixed_point.narrow(poly + fixed_point.scaled(picked[1], 1.0))
+        poly = fixed_point.masked(keep, pos + picked[0] - fixed_point.constant(self.tail_offset))
+        return fixed_point.narrow(poly + fixed_point.constant(self.tail_offset) + fixed_point.scaled(picked[1], 1.0))
 
     def _shift(self, side: str) -> float:
         return self.limit - (self.limit_neg if side == "neg" else self.limit_pos)
@@ -156,7 +160,7 @@ class SignSplitFit:
                 coeffs = np.asarray((self.coeffs_neg if side == "neg" else self.coeffs_pos)[0])
                 poly = np.sum(coeffs * u[mask, None] ** np.arange(self.degree + 1), axis=1)
                 inside = (x[mask] >= -self.limit_neg) & (x[mask] <= self.limit_pos)
-                out[mask] += np.where(inside, poly, 0.0)
+                out[mask] += np.where(inside, poly, self.tail_offset)
             return out
         for side, mask in (("neg", x < 0), ("pos", x >= 0)):
             v = t[mask] + self._shift(side)
@@ -165,7 +169,7 @@ class SignSplitFit:
             piece = np.searchsorted(self.breakpoints, v, side="left") if self.pieces > 1 else np.zeros(v.shape, int)
             coeffs = np.asarray(self.coeffs_neg if side == "neg" else self.coeffs_pos)
             poly = np.sum(coeffs[piece] * u[:, None] ** np.arange(self.degree + 1), axis=1)
-            out[mask] += np.where(v <= self.limit, poly, 0.0) if self.tail == "relu" else poly
+            out[mask] += np.where(v <= self.limit, poly, self.tail_offset) if self.tail == "relu" else poly
         return out
 
     def to_dict(self) -> dict:
@@ -276,10 +280,16 @@ def fit_sign_split(activation: str, degree: int, pieces: int = 1, limit_neg: flo
                   for side in (("pos",) if mirrored else limits)}
     if mirrored:
         coeffs["neg"] = coeffs["pos"]
+    offset = 0.0
+    if tail == "relu":  # the middle of f - relu's range beyond the limits, on SPU's grid
+        lo, hi = np.array([_tail_range(activation, side, limits[side]) for side in limits]).T
+        offset = (lo.min() + hi.max()) / 2
+        if fraction_bits is not None:
+            offset = float(np.round(offset * 2.0 ** fraction_bits) / 2.0 ** fraction_bits)
     fit = SignSplitFit(activation, degree, pieces, limits["neg"], limits["pos"],
                        tuple(tuple(map(float, c)) for c in coeffs["neg"]),
                        tuple(tuple(map(float, c)) for c in coeffs["pos"]), weighted_by=weighted_by,
-                       fraction_bits=fraction_bits, origin=origin, tail=tail)
+                       fraction_bits=fraction_bits, origin=origin, tail=tail, tail_offset=float(offset))
     grid = np.linspace(-GRID_HALF_WIDTH, GRID_HALF_WIDTH, GRID_POINTS)
     err = float(np.abs(fit.numpy(grid) - exact(activation, grid)).max())
     return replace(fit, fit_max_error=err)
@@ -291,13 +301,21 @@ def _residuals_equal(activation: str) -> bool:
                             rtol=0, atol=1e-12))
 
 
+def _tail_range(activation: str, side: str, limit: float) -> tuple[float, float]:
+    """(min, max) of f - relu beyond `limit` on that side, 0 included (its value far out)."""
+    beyond = (-1.0 if side == "neg" else 1.0) * np.linspace(limit, GRID_HALF_WIDTH, GRID_POINTS)
+    r = exact(activation, beyond) - np.maximum(beyond, 0.0)
+    return min(float(r.min()), 0.0), max(float(r.max()), 0.0)
+
+
 def _fit_window_side(activation: str, side: str, degree: int, limit: float, centre: float,
                      samples: np.ndarray | None, fraction_bits: int | None = None) -> tuple[np.ndarray, float]:
     """One side of the windowed form: f - relu on [-limit, 0] or [0, limit] as a polynomial in
-    u = x - centre, and the max error, the tail's |f - relu| beyond the limit included."""
+    u = x - centre, and the max error, the tail's beyond the limit (half f - relu's range there,
+    given the offset) included."""
     sign = -1.0 if side == "neg" else 1.0
-    beyond = sign * np.linspace(limit, GRID_HALF_WIDTH, GRID_POINTS)
-    tail_error = float(np.abs(exact(activation, beyond) - np.maximum(beyond, 0.0)).max())
+    lo, hi = _tail_range(activation, side, limit)
+    tail_error = (hi - lo) / 2
     x = sign * np.linspace(0.0, limit, GRID_POINTS)
     target = exact(activation, x) - np.maximum(x, 0.0)
     design = np.vander(x - centre, degree + 1, increasing=True)
@@ -314,8 +332,9 @@ def _fit_side(activation: str, side: str, degree: int, pieces: int, own_limit: f
     t = np.linspace(0.0, GRID_HALF_WIDTH, GRID_POINTS)
     target = _side_residual(activation, side, t)
     tail_error = 0.0
-    if tail == "relu":  # f = relu beyond the limit: fit inside it, and its error outside is f - relu
-        tail_error = float(np.abs(target[t > own_limit]).max(initial=0.0))
+    if tail == "relu":  # f = relu + offset beyond the limit: fit inside it; outside, half f - relu's range
+        lo, hi = _tail_range(activation, side, own_limit)
+        tail_error = (hi - lo) / 2
         t = np.linspace(0.0, own_limit, GRID_POINTS)
         target = _side_residual(activation, side, t)
     x_side = -t if side == "neg" else t
