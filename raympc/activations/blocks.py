@@ -140,9 +140,10 @@ def mirror_clamp(x, limit: float):
 def mirror_range(x, limit: float):
     """(|x|, x^2, keep = [x^2 <= limit^2] as an int 0/1) with both comparisons in one op.
 
-    For forms that are exact beyond the limit (f = relu there): the polynomial is evaluated on
-    the unclamped |x| and x^2 and masked by `keep` (fixed_point.masked), which needs one select
-    fewer than clamping |x| and x^2 first (`mirror_clamp`). x^2 does not wait for the comparison,
+    For forms that are relu beyond the limit (up to a constant, see even_odd's `outside`): the
+    polynomial is evaluated on the unclamped |x| and x^2 and masked by `keep`
+    (fixed_point.masked), which needs one select fewer than clamping |x| and x^2 first
+    (`mirror_clamp`). x^2 does not wait for the comparison,
     and out of range its powers may overflow the ring: the mask zeroes them exactly. 8 (x^2,
     wide) + 9 (its truncation) + 72 + 21 + 8 (|x|) bytes; |x| below 11,585 (the wide square).
     """
@@ -156,7 +157,7 @@ def sign_and_window(x, limit_neg: float, limit_pos: float):
     """(u = x - c, u^2, [x < 0], keep = [-limit_neg <= x <= limit_pos]), the bits as int 0/1,
     with both comparisons in one op: c is the window's centre, so the window is u^2 <= r^2.
 
-    For sided forms that are exact beyond their window (f = relu there): the sides' polynomials
+    For sided forms that are relu beyond their window (up to a constant): the sides' polynomials
     in u are evaluated unclamped and masked by `keep` (fixed_point.masked), where clamping needs
     the sign first and the clamp's comparison after it (two comparison ops in a row). u^2 is
     wide through the comparison (fixed_point.py) and then truncated once; it is the powers'

@@ -12,12 +12,12 @@ L = max(limits) serves both. Beyond the clamp g_side is constant, so the tails c
 When both sides are the same function (SiLU, GeLU: f - relu is even) one polynomial serves both,
 in u = min(|x|, L) (origin 0): then "x < 0" and "x^2 > L^2" are compared in one op (one
 comparison's rounds, not two in a row) and the clamped x^2 is u^2 for the polynomial's even part
-(blocks.mirror_clamp). Such a form may instead be exact beyond the clamp (`tail="relu"`: f = relu
-there): the polynomial is fitted on [0, L] only, evaluated on the unclamped |x| and masked by the
-range bit, one select fewer (blocks.mirror_range); its error beyond L is f - relu itself, so L
-sits a little further out; a constant offset (`tail_offset`, the middle of f - relu's range
-there, added outside for free: the polynomial's constant term gives it back inside) halves that
-error. A sided form (Mish) may be exact beyond its clamps too: then each
+(blocks.mirror_clamp). Such a form may instead be relu beyond the limit (`tail="relu"`: f = relu
++ a constant there): the polynomial is fitted on [0, L] only, evaluated on the unclamped |x| and
+masked by the range bit, one select fewer (blocks.mirror_range). Its error beyond L is then
+f - relu less the constant (`tail_offset`, the middle of f - relu's range there, added outside
+for free: the polynomial's constant term gives it back inside), half that range. A sided form
+(Mish) may be relu beyond its limits too: then each
 side's polynomial is in the shared u = x - c, c the centre of [-limit_neg, limit_pos], fitted on
 that side's interval; the sign and "outside the window" (u^2 > r^2) are one comparison op, where
 clamping needs the sign before the clamp's comparison (blocks.sign_and_window). Otherwise u is
@@ -240,7 +240,7 @@ def fit_sign_split(activation: str, degree: int, pieces: int = 1, limit_neg: flo
 
     `fraction_bits`: make every coefficient exactly representable in that fixed point (see above).
     `tail`: "clamp" (the polynomial's value at the limit continues beyond it) or "relu" (f = relu
-    beyond the limits; single-piece forms).
+    + `tail_offset` beyond the limits; single-piece forms).
     """
     if activation not in FITTABLE:
         raise ValueError(f"cannot fit {activation!r}: the sign-split form covers {FITTABLE}")

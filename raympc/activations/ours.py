@@ -2,14 +2,14 @@
 
 Each design (measured figures: `raympc bench activations`; costs per step: blocks.py):
 - SiLU, GeLU (tanh and erf): f - relu is even, so a single public polynomial in |x| does the rest
-  inside |x| <= L once relu and |x| are known, and f = relu beyond. x^2 comes first, so the sign
+  inside |x| <= L once relu and |x| are known, and f = relu + a constant beyond. x^2 comes first, so the sign
   (x < 0) and the range (x^2 > L^2) are one comparison op: one comparison's rounds, not two in a
   row (21.0 send actions per rank instead of 32.3); the polynomial is E(x^2) + |x| O(x^2), E's
   terms and |x| O summed wide, masked by the range bit (one select fewer than clamping |x| and
   x^2 first) and truncated once with relu (`blocks.mirror_range`, `blocks.even_odd`).
   SiLU: degree 5 up to |x| = 7.25. GeLU: degree 4 up to |x| = 3.25.
 - Mish: f - relu is not even; degree 6 per side in u = x - c, c the centre of the window
-  [-8.25, 4.5], f = relu outside it: the sign and "u^2 > r^2" are one comparison op
+  [-8.25, 4.5], f = relu + a constant outside it: the sign and "u^2 > r^2" are one comparison op
   (blocks.sign_and_window); both polynomials from shared powers of u, their dots wide, one op
   picks the side and makes relu, the window's bit masks the polynomial, one truncation. Degree 6 rather than 5 (+17 B/element/rank, no more
   rounds) because the shipped Mish U-Net is sensitive to its activation's error: degree 5 (max
