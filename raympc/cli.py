@@ -294,8 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="round coefficients to this fixed point, refitting the lower ones around each "
                           "(default 18, SPU's for FM64; 0 keeps float coefficients)")
     fit.add_argument("--tail", choices=["clamp", "relu"], default="clamp",
-                     help="beyond the clamp point: the polynomial's last value (clamp), or exactly relu "
-                          "(relu: one select cheaper; SiLU and GeLU, one piece, one clamp point)")
+                     help="beyond the clamp points: the polynomial's last value (clamp), or relu plus a "
+                          "constant offset (relu: the polynomial is masked instead of clamped; one piece)")
     fit.add_argument("--elements", type=int, default=16384, help="grid size for the secure measurement")
     fit.add_argument("--no-measure", action="store_true", help="fit and register only; skip the SPU run")
     fit.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")

@@ -147,10 +147,8 @@ def mirror_range(x, limit: float):
     and out of range its powers may overflow the ring: the mask zeroes them exactly. 8 (x^2,
     wide) + 9 (its truncation) + 72 + 21 + 8 (|x|) bytes; |x| below 11,585 (the wide square).
     """
-    square = fixed_point.product(x, x)
-    bits = bit(jnp.stack([x, fixed_point.constant(limit * limit) - square]) < 0)  # [x < 0, x^2 > L^2]
-    factors = 1 - bits * jnp.asarray([2, 1], jnp.int32).reshape((2,) + (1,) * x.ndim)
-    return factors[0] * x, fixed_point.narrow(square), factors[1]
+    _, square, neg, keep = sign_and_window(x, limit, limit)  # a window centred on 0: u = x
+    return (1 - 2 * neg) * x, square, keep
 
 
 def sign_and_window(x, limit_neg: float, limit_pos: float):

@@ -252,6 +252,7 @@ def fit_sign_split(activation: str, degree: int, pieces: int = 1, limit_neg: flo
         raise ValueError("degree and pieces must be at least 1")
     if fraction_bits is not None and not 8 <= fraction_bits <= 40:
         raise ValueError(f"fraction_bits must be in [8, 40], got {fraction_bits}")
+    even = _residuals_equal(activation)
     limits = {}
     for side, given in (("neg", limit_neg), ("pos", limit_pos)):
         if given is not None:
@@ -260,14 +261,16 @@ def fit_sign_split(activation: str, degree: int, pieces: int = 1, limit_neg: flo
             limits[side] = float(given)
         else:
             candidates = np.arange(2.0, 10.01, 0.25)
-            errs = [_fit_side(activation, side, degree, pieces, L, L, 0.0 if tail == "relu" else L / 2, samples,
-                              tail=tail)[1] if tail == "clamp" or _residuals_equal(activation) else
-                    _fit_window_side(activation, side, degree, L, (-L / 2 if side == "neg" else L / 2), samples)[1]
-                    for L in candidates]
+            if tail == "relu" and not even:  # windowed: the side's own centre (the fit's error does not depend on it)
+                errs = [_fit_window_side(activation, side, degree, L, -L / 2 if side == "neg" else L / 2, samples)[1]
+                        for L in candidates]
+            else:
+                errs = [_fit_side(activation, side, degree, pieces, L, L, 0.0 if tail == "relu" else L / 2, samples,
+                                  tail=tail)[1] for L in candidates]
             limits[side] = float(candidates[int(np.argmin(errs))])
     big = max(limits.values())
     # Where f - relu is even (SiLU, GeLU) and both clamps agree, the positive side's fit serves both.
-    mirrored = _residuals_equal(activation) and limits["neg"] == limits["pos"]
+    mirrored = even and limits["neg"] == limits["pos"]
     # A mirrored single polynomial is evaluated in min(|x|, L) (see the module docstring).
     origin = 0.0 if mirrored and pieces == 1 else big / 2
     if tail == "relu" and not mirrored:  # the windowed form: u = x - the window's centre
@@ -329,14 +332,12 @@ def _fit_side(activation: str, side: str, degree: int, pieces: int, own_limit: f
               origin: float, samples: np.ndarray | None, fraction_bits: int | None = None,
               tail: str = "clamp") -> tuple[np.ndarray, float]:
     """Coefficients (pieces x degree+1) for one side, in the shared variable u, and the max error."""
-    t = np.linspace(0.0, GRID_HALF_WIDTH, GRID_POINTS)
-    target = _side_residual(activation, side, t)
     tail_error = 0.0
     if tail == "relu":  # f = relu + offset beyond the limit: fit inside it; outside, half f - relu's range
         lo, hi = _tail_range(activation, side, own_limit)
         tail_error = (hi - lo) / 2
-        t = np.linspace(0.0, own_limit, GRID_POINTS)
-        target = _side_residual(activation, side, t)
+    t = np.linspace(0.0, own_limit if tail == "relu" else GRID_HALF_WIDTH, GRID_POINTS)
+    target = _side_residual(activation, side, t)
     x_side = -t if side == "neg" else t
     w = input_weights(samples, x_side)
     v = t + (big_limit - own_limit)
