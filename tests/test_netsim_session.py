@@ -15,6 +15,10 @@ def three_matmuls(a, b):
     return ((a @ b) * a) @ b
 
 
+def three_products(a, b):
+    return ((a * b) * a) * b
+
+
 @pytest.fixture(scope="module")
 def inputs():
     rng = np.random.default_rng(0)
@@ -22,16 +26,27 @@ def inputs():
             (rng.standard_normal((512, 512)) / 20).astype(np.float32))
 
 
+@pytest.fixture(scope="module")
+def wide_inputs():
+    """Elementwise products of 256K elements: about 16 MB per rank on the wire for little compute.
+    With heavy compute, ranks that wait out a delay free the cores for the others, so a loaded
+    machine hides part of the delay (matmuls read 0.7 of the prediction on a busy host); here the
+    bytes and the delays dominate, and both terms of the prediction are exercised."""
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((256, 1024)).astype(np.float32),
+            rng.standard_normal((256, 1024)).astype(np.float32))
+
+
 def _fastest_run(session, x, w, n=7):
     """The fastest of n runs: other jobs on a shared machine only ever add time, and an inflated
     unshaped baseline would hide the delay being measured."""
-    session.run(three_matmuls, x, Secret(w, "model"))  # warm: program shipped, connections up
-    runs = [session.run(three_matmuls, x, Secret(w, "model")).metrics for _ in range(n)]
+    session.run(three_products, x, Secret(w, "model"))  # warm: program shipped, connections up
+    runs = [session.run(three_products, x, Secret(w, "model")).metrics for _ in range(n)]
     return min(m.wall_time_s for m in runs), runs[0]
 
 
-def test_wan_costs_what_bytes_and_actions_predict(ray_ready, inputs):
-    x, w = inputs
+def test_wan_costs_what_bytes_and_actions_predict(ray_ready, wide_inputs):
+    x, w = wide_inputs
     with Session(network="unshaped") as s:
         base, _ = _fastest_run(s, x, w)
     with Session(network="wan", shaping="relay") as s:
@@ -43,7 +58,7 @@ def test_wan_costs_what_bytes_and_actions_predict(ray_ready, inputs):
     predicted = (max(r.send_actions for r in m.ranks) * wan.delay_s
                  + max(r.send_bytes for r in m.ranks) * 8 / wan.rate_bps)
     extra = shaped - base
-    assert 0.6 * predicted <= extra <= 1.4 * predicted, (base, shaped, predicted)
+    assert 0.6 * predicted <= extra <= 1.4 * predicted, (base, shaped, predicted, extra / predicted)
     # The run records what was asked for and what was applied, and the wire agrees with SPU.
     assert meta["profile"] == "wan" and meta["backend"] == "relay"
     assert meta["applied"]["0->1"]["relay"] == "400 Mbit/s, 20 ms one way"
