@@ -60,9 +60,9 @@ def test_mirrored_forms_compare_once(aby3, activation):
 def test_relu_tails_mask_instead_of_clamping(aby3):
     """SiLU's tail="relu" form masks its polynomial beyond the limit (fixed_point.masked) where
     the clamp form clamps |x| and x^2 first: one select fewer, 8 B per element and rank, with the
-    same comparison op and the same send actions, and less error at the same limit (its tail's
-    offset halves g(L)). Out of range its powers overflow the ring and the mask zeroes them
-    exactly."""
+    same comparison op, and less error at the same limit (its tail's offset halves g(L)). |x| and
+    x^4 are one multiply: a send action fewer per rank. Out of range its powers overflow the ring
+    and the mask zeroes them exactly."""
     x = np.concatenate([np.linspace(-16, 16, 1024), [-3000.0, -400.0, 400.0, 3000.0]]).astype(np.float32)
     relu_tail = ours.design("silu")
     assert relu_tail.tail == "relu"
@@ -75,10 +75,13 @@ def test_relu_tails_mask_instead_of_clamping(aby3):
     relu_m, clamp_m = runs["relu"].metrics, runs["clamp"].metrics
     per_elem_rank = lambda m: m.send_bytes / x.size / len(m.ranks)  # noqa: E731
     assert per_elem_rank(clamp_m) - per_elem_rank(relu_m) == pytest.approx(8.0, abs=0.5)
-    assert relu_m.send_actions == clamp_m.send_actions
-    t, square, keep = (np.asarray(v) for v in blocks.mirror_range(jnp.asarray(x), 7.25))
+    assert relu_m.send_actions == clamp_m.send_actions - len(relu_m.ranks)
+    assert relu_m.ops("mpc")["mul_aa"].count == clamp_m.ops("mpc")["mul_aa"].count - len(relu_m.ranks)
+    t, (square, fourth), keep = blocks.mirror_range(jnp.asarray(x), 7.25, square_powers=2)
+    t, square, fourth, keep = (np.asarray(v) for v in (t, square, fourth, keep))
     np.testing.assert_allclose(t, np.abs(x))
     np.testing.assert_allclose(square, x * x, rtol=1e-6)
+    np.testing.assert_allclose(fourth, (x * x) ** 2, rtol=1e-6)
     np.testing.assert_array_equal(keep, (np.abs(x) <= 7.25).astype(np.int32))
 
 

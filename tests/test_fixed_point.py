@@ -83,3 +83,50 @@ def test_fm128_session_keeps_spus_multiplies(ray_ready):
         run = s.run(get("silu", "raympc").fn, x)
     assert "pphlo.bitcast_convert" not in run.metrics.ops("hlo")
     np.testing.assert_allclose(run.outputs, exact("silu", x), atol=5e-3)
+
+
+def test_row_dots_send_a_share_per_row_not_per_term(aby3, rng, monkeypatch):
+    """Each row's dot product as one integer matmul: 8 B per row and rank (mmul_aa's outputs),
+    where squaring each term sends 8 B per term. In chunks when the block-diagonal operand would
+    be too large, a matmul each, with the same values."""
+    a = rng.normal(0, 2, (16, 300)).astype(np.float32)
+    b = rng.normal(0, 2, (16, 300)).astype(np.float32)
+    expected = np.sum(a.astype(np.float64) * b, axis=1)
+
+    def dots(a, b):
+        return fixed_point.narrow(fixed_point.row_dots(a, b))
+
+    run = aby3.run(dots, a, b)
+    np.testing.assert_allclose(run.outputs, expected, atol=2e-3)
+    m = run.metrics
+    ranks = len(m.ranks)
+    assert m.ops("mpc")["mmul_aa"].count == ranks and "mul_aa" not in m.ops("mpc")
+    assert _bytes(m)["mmul_aa"] == 16 * 8 * ranks
+    terms = aby3.run(lambda a, b: fixed_point.narrow(jnp.sum(fixed_point.product(a, b), axis=1)), a, b).metrics
+    assert _bytes(terms)["mul_aa"] == a.size * 8 * ranks
+    # chunks of 5 rows (5 x 5 x 300 entries), four matmuls
+    monkeypatch.setattr(fixed_point, "ROW_DOTS_MAX_ENTRIES", 5 * 5 * 300)
+    chunked = aby3.run(dots, a, b)
+    np.testing.assert_allclose(chunked.outputs, expected, atol=2e-3)
+    assert chunked.metrics.ops("mpc")["mmul_aa"].count == 4 * ranks
+    # in the clear: the products summed
+    np.testing.assert_allclose(fixed_point.row_dots(a, b), expected, rtol=1e-5)
+
+
+def test_products_are_one_multiply(aby3, rng):
+    """Independent products in one multiply: a sign flip by an int (a's scale kept) and a wide
+    square cost one mul_aa per rank together."""
+    x = rng.normal(0, 3, 512).astype(np.float32)
+    s = (x * x).astype(np.float32)
+
+    def form(x, s):
+        sign = 1 - 2 * (x < 0).astype(jnp.int32)
+        t, fourth = fixed_point.products([(x, sign), (s, s)])
+        return t, fixed_point.narrow(fourth)
+
+    run = aby3.run(form, x, s)
+    t, fourth = (np.asarray(v, np.float64) for v in run.outputs)
+    np.testing.assert_allclose(t, np.abs(x), atol=1e-5)
+    np.testing.assert_allclose(fourth, s.astype(np.float64) ** 2, rtol=1e-4, atol=1e-2)
+    assert run.metrics.ops("mpc")["mul_aa"].count == len(run.metrics.ranks)
+    np.testing.assert_allclose(form(x, s)[0], np.abs(x))

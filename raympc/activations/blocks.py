@@ -137,18 +137,26 @@ def mirror_clamp(x, limit: float):
     return t, factors[1] * (t - limit) + limit, fixed_point.narrow(t_s[1] + limit_sq)
 
 
-def mirror_range(x, limit: float):
-    """(|x|, x^2, keep = [x^2 <= limit^2] as an int 0/1) with both comparisons in one op.
+def mirror_range(x, limit: float, square_powers: int = 1):
+    """(|x|, [x^2, x^4, ...] (`square_powers` of them), keep = [x^2 <= limit^2] as an int 0/1)
+    with both comparisons in one op.
 
     For forms that are relu beyond the limit (up to a constant, see even_odd's `outside`): the
     polynomial is evaluated on the unclamped |x| and x^2 and masked by `keep`
     (fixed_point.masked), which needs one select fewer than clamping |x| and x^2 first
-    (`mirror_clamp`). x^2 does not wait for the comparison,
-    and out of range its powers may overflow the ring: the mask zeroes them exactly. 8 (x^2,
-    wide) + 9 (its truncation) + 72 + 21 + 8 (|x|) bytes; |x| below 11,585 (the wide square).
+    (`mirror_clamp`). x^2 does not wait for the comparison, and out of range its powers may
+    overflow the ring: the mask zeroes them exactly. |x| = (1 - 2 [x < 0]) x and x^4 are one
+    multiply (fixed_point.products), a round fewer than one each. 8 (x^2, wide) + 9 (its
+    truncation) + 72 + 21 + 8 (|x|) bytes; |x| below 11,585 (the wide square).
     """
     _, square, neg, keep = sign_and_window(x, limit, limit)  # a window centred on 0: u = x
-    return (1 - 2 * neg) * x, square, keep
+    if square_powers < 2:
+        return (1 - 2 * neg) * x, [square], keep
+    t, fourth = fixed_point.products([(x, 1 - 2 * neg), (square, square)])
+    powers = [square, fixed_point.narrow(fourth)]
+    while len(powers) < square_powers:
+        powers.append(powers[-1] * square)
+    return t, powers, keep
 
 
 def sign_and_window(x, limit_neg: float, limit_pos: float):
@@ -172,7 +180,7 @@ def sign_and_window(x, limit_neg: float, limit_pos: float):
 def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None, keep=None,
              outside: float = 0.0) -> jnp.ndarray:
     """sum c_k u^k as E(s) + u O(s) for public coefficients (on SPU's grid), s = u^2 given (see
-    mirror_clamp, mirror_range).
+    mirror_clamp), or the list of its first powers [s, s^2, ...] (see mirror_range).
 
     O(s) is a public dot, truncated once because it multiplies u; u O(s), E's terms (public
     multiples of s's powers) and `extra=(y, w)` (w * y, so a term such as relu(x) / 2 costs no
@@ -184,7 +192,7 @@ def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None, keep=Non
     it back inside).
     """
     deg = len(coeffs) - 1
-    powers = [s]
+    powers = list(s) if isinstance(s, (list, tuple)) else [s]
     while len(powers) < deg // 2:
         powers.append(powers[-1] * s)
     even_w = [float(c) for c in coeffs[2::2]]

@@ -106,8 +106,8 @@ class SignSplitFit:
         if self.symmetric and self.u_origin == 0:
             # both comparisons in one op; relu = (x + |x|) / 2 joins E's dot product
             if self.tail == "relu":
-                t, s, keep = blocks.mirror_range(x, self.limit)
-                return blocks.even_odd(t, s, self.coeffs_pos[0], extra=(x + t, 0.5), keep=keep,
+                t, s_powers, keep = blocks.mirror_range(x, self.limit, self.degree // 2)
+                return blocks.even_odd(t, s_powers, self.coeffs_pos[0], extra=(x + t, 0.5), keep=keep,
                                        outside=self.tail_offset)
             t, u, s = blocks.mirror_clamp(x, self.limit)
             return blocks.even_odd(u, s, self.coeffs_pos[0], extra=(x + t, 0.5))

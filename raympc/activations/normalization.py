@@ -18,16 +18,16 @@ The pieces here:
   (the first piece's quadratic at m in [-1, 1], times 2^(-LO/2)), instead of rsqrt's blow-up, so
   GroupNorm needs no clamp of the variance (flax's costs a comparison); its centred input is ~0
   there.
-- `group_norm`: the statistics in two multiplies (x^2 and the mean's 1/n in one, kept wide so
-  that only the per-group sums are truncated, which bounds E[x^2] below 2^27 / n: 85,600 for the
-  MNIST U-Net's groups of 1,568; then mean^2 and E[x^2]'s 1/n in one), its own piece tables
-  (eight linear pieces per octave: the same accuracy as rsqrt's two quadratics, 3.5e-4, with one
-  Horner multiply instead of two), then m and gamma * C_k in one multiply, Horner's one, and the
-  centred input's: 22.7 send actions per rank instead of flax's 70 (`raympc bench activations`),
-  bytes 1.4x flax's (the comparisons against 256 pieces, per group). Its variances below 2^LO
-  give 128-248 times the centred input, which is ~0 there. A 2-D matmul would give the sum of
-  squares for almost no bytes, but SPU's (16 x 3,136) @ (3,136 x 16) matmul costs ~0.6 s of
-  compute per call here, more than the bytes it saves take on a 400 Mbit/s link.
+- `group_norm`: each group's sum of squares as one integer matmul (`fixed_point.row_dots`: a
+  share per group is sent where squaring sent one per element, 8 B per element and rank less) and
+  its mean as a local multiple of the sum, both wide, so that only the per-group sums are
+  truncated, which bounds E[x^2] below 2^27 / n: 85,600 for the MNIST U-Net's groups of 1,568;
+  then mean^2 and E[x^2]'s 1/n in one multiply; its own piece tables (eight linear pieces per
+  octave: the same accuracy as rsqrt's two quadratics, 3.5e-4, with one Horner multiply instead
+  of two), then m and gamma * C_k in one multiply, Horner's one, and the centred input's: 22.7
+  send actions per rank instead of flax's 70 (`raympc bench activations`), bytes 1.14x flax's
+  (the comparisons against 256 pieces, per group). Its variances below 2^LO give 128-248 times
+  the centred input, which is ~0 there.
 - No public value joins a secret and nothing is summed by a reduce (each would cost a p2a
   message all ranks wait for, see blocks.py): 1/n is a locally made sharing, sums are pairwise,
   and the piece tables' always-true edge bit comes from a sentinel threshold in the same
@@ -147,11 +147,11 @@ def group_norm(x, num_groups: int = 32, scale=None, bias=None, epsilon: float = 
     k = b * num_groups
     s1 = blocks.secret_sum(xg, (1, 3)).reshape(-1)
     inv_n = blocks.secret_constant(s1, 1.0 / n)  # joins secrets below: shared without a round
-    # one integer multiply: every x^2, and the mean (S1 / n), wide (fixed_point.py): the squares
-    # are summed before anything is truncated, then S2 and the mean in one truncation per group
-    first = fixed_point.product(jnp.concatenate([xg.reshape(-1), s1]), jnp.concatenate([xg.reshape(-1), inv_n]))
-    s2_wide = blocks.secret_sum(first[:-k].reshape(xg.shape), (1, 3)).reshape(-1)
-    stats = fixed_point.narrow(jnp.concatenate([s2_wide, first[-k:]]))
+    # each group's sum of squares in one integer matmul (fixed_point.row_dots: a share per group
+    # is sent, not one per square) and its mean (S1 / n, a local multiple), both wide; then both
+    # in one truncation per group
+    rows = jnp.transpose(xg, (0, 2, 1, 3)).reshape(k, n)
+    stats = fixed_point.narrow(jnp.concatenate([fixed_point.row_dots(rows, rows), fixed_point.scaled(s1, 1.0 / n)]))
     s2, mean = stats[:k], stats[k:]
     # one multiply: E[x^2] = S2 / n and mean^2
     second = jnp.concatenate([s2, mean]) * jnp.concatenate([inv_n, mean])
