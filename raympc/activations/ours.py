@@ -4,9 +4,10 @@ Each design (measured figures: `raympc bench activations`; costs per step: block
 - SiLU, GeLU (tanh and erf): f - relu is even, so a single public polynomial in |x| does the rest
   inside |x| <= L once relu and |x| are known, and f = relu + a constant beyond. x^2 comes first, so the sign
   (x < 0) and the range (x^2 > L^2) are one comparison op: one comparison's rounds, not two in a
-  row (21.0 send actions per rank instead of 32.3); the polynomial is E(x^2) + |x| O(x^2), E's
-  terms and |x| O summed wide, masked by the range bit (one select fewer than clamping |x| and
-  x^2 first) and truncated once with relu (`blocks.mirror_range`, `blocks.even_odd`).
+  row (21.0 send actions per rank instead of 32.3, and 20.0 with |x| and x^4 in one multiply);
+  the polynomial is E(x^2) + |x| O(x^2), E's terms and |x| O summed wide, masked by the range bit
+  (one select fewer than clamping |x| and x^2 first) and truncated once with relu
+  (`blocks.mirror_range`, `blocks.even_odd`).
   SiLU: degree 5 up to |x| = 7.25. GeLU: degree 4 up to |x| = 3.25.
 - Mish: f - relu is not even; degree 6 per side in u = x - c, c the centre of the window
   [-8.25, 4.5], f = relu + a constant outside it: the sign and "u^2 > r^2" are one comparison op
