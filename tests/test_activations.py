@@ -268,3 +268,13 @@ def test_bench_cost_by_kernel_adds_up_to_the_total(ray_ready, tmp_path):
 def test_bench_only_names_the_activations_it_knows(ray_ready):
     with pytest.raises(ConfigError, match="known: .*silu"):
         bench_activations(elements=256, networks=("unshaped",), only=("swish",))
+
+
+def test_even_odd_takes_s_or_its_first_powers():
+    """even_odd computes the powers of s it is not given (in the clear: float arithmetic)."""
+    t = np.linspace(0, 3, 64)
+    s = t * t
+    coeffs = [0.5, -0.25, 0.125, 0.0625, -0.03125, 0.015625, 0.01]  # degree 6: s, s^2, s^3
+    want = np.polynomial.polynomial.polyval(t, coeffs)
+    for given in (s, [s], [s, s * s]):
+        np.testing.assert_allclose(np.asarray(blocks.even_odd(t, given, coeffs)), want, rtol=1e-6, atol=1e-9)

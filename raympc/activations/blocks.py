@@ -194,7 +194,7 @@ def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None, keep=Non
     deg = len(coeffs) - 1
     powers = list(s) if isinstance(s, (list, tuple)) else [s]
     while len(powers) < deg // 2:
-        powers.append(powers[-1] * s)
+        powers.append(powers[-1] * powers[0])
     even_w = [float(c) for c in coeffs[2::2]]
     odd_w = [float(c) for c in coeffs[3::2]]
     if odd_w:
