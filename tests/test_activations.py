@@ -77,7 +77,7 @@ def test_relu_tails_mask_instead_of_clamping(aby3):
     assert per_elem_rank(clamp_m) - per_elem_rank(relu_m) == pytest.approx(8.0, abs=0.5)
     assert relu_m.send_actions == clamp_m.send_actions - len(relu_m.ranks)
     assert relu_m.ops("mpc")["mul_aa"].count == clamp_m.ops("mpc")["mul_aa"].count - len(relu_m.ranks)
-    t, (square, fourth), keep = blocks.mirror_range(jnp.asarray(x), 7.25, square_powers=2)
+    t, (square, fourth), keep = blocks.mirror_range(jnp.asarray(x), 7.25, fourth=True)
     t, square, fourth, keep = (np.asarray(v) for v in (t, square, fourth, keep))
     np.testing.assert_allclose(t, np.abs(x))
     np.testing.assert_allclose(square, x * x, rtol=1e-6)

@@ -137,26 +137,23 @@ def mirror_clamp(x, limit: float):
     return t, factors[1] * (t - limit) + limit, fixed_point.narrow(t_s[1] + limit_sq)
 
 
-def mirror_range(x, limit: float, square_powers: int = 1):
-    """(|x|, [x^2, x^4, ...] (`square_powers` of them), keep = [x^2 <= limit^2] as an int 0/1)
-    with both comparisons in one op.
+def mirror_range(x, limit: float, fourth: bool = False):
+    """(|x|, [x^2] or [x^2, x^4] with `fourth`, keep = [x^2 <= limit^2] as an int 0/1) with both
+    comparisons in one op.
 
     For forms that are relu beyond the limit (up to a constant, see even_odd's `outside`): the
     polynomial is evaluated on the unclamped |x| and x^2 and masked by `keep`
     (fixed_point.masked), which needs one select fewer than clamping |x| and x^2 first
     (`mirror_clamp`). x^2 does not wait for the comparison, and out of range its powers may
     overflow the ring: the mask zeroes them exactly. |x| = (1 - 2 [x < 0]) x and x^4 are one
-    multiply (fixed_point.products), a round fewer than one each. 8 (x^2, wide) + 9 (its
-    truncation) + 72 + 21 + 8 (|x|) bytes; |x| below 11,585 (the wide square).
+    multiply (fixed_point.products), a round fewer than one each; even_odd makes any higher
+    powers. 8 (x^2, wide) + 9 (its truncation) + 72 + 21 + 8 (|x|) bytes; |x| below 11,585 (the
+    wide square).
     """
     _, square, neg, keep = sign_and_window(x, limit, limit)  # a window centred on 0: u = x
-    if square_powers < 2:
-        return (1 - 2 * neg) * x, [square], keep
-    t, fourth = fixed_point.products([(x, 1 - 2 * neg), (square, square)])
-    powers = [square, fixed_point.narrow(fourth)]
-    while len(powers) < square_powers:
-        powers.append(powers[-1] * square)
-    return t, powers, keep
+    pairs = [(x, 1 - 2 * neg)] + ([(square, square)] if fourth else [])
+    t, *wide_fourth = fixed_point.products(pairs)
+    return t, [square] + [fixed_point.narrow(w) for w in wide_fourth], keep
 
 
 def sign_and_window(x, limit_neg: float, limit_pos: float):

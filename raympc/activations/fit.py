@@ -106,7 +106,7 @@ class SignSplitFit:
         if self.symmetric and self.u_origin == 0:
             # both comparisons in one op; relu = (x + |x|) / 2 joins E's dot product
             if self.tail == "relu":
-                t, s_powers, keep = blocks.mirror_range(x, self.limit, self.degree // 2)
+                t, s_powers, keep = blocks.mirror_range(x, self.limit, fourth=self.degree >= 4)
                 return blocks.even_odd(t, s_powers, self.coeffs_pos[0], extra=(x + t, 0.5), keep=keep,
                                        outside=self.tail_offset)
             t, u, s = blocks.mirror_clamp(x, self.limit)
@@ -142,9 +142,9 @@ class SignSplitFit:
         u, s, neg, keep = blocks.sign_and_window(x, self.limit_neg, self.limit_pos)
         powers = blocks.powers(u, self.degree, square=s)
         pos, negative = (blocks.wide_dot(powers, c[1:], c[0]) for c in (self.coeffs_pos[0], self.coeffs_neg[0]))
-        picked = jnp.stack([negative - pos, x]) * jnp.stack([neg, 1 - neg])
-        poly = fixed_point.masked(keep, pos + picked[0] - fixed_point.constant(self.tail_offset))
-        return fixed_point.narrow(poly + fixed_point.constant(self.tail_offset) + fixed_point.scaled(picked[1], 1.0))
+        side, relu = fixed_point.products([(negative - pos, neg), (x, 1 - neg)])
+        poly = fixed_point.masked(keep, pos + side - fixed_point.constant(self.tail_offset))
+        return fixed_point.narrow(poly + fixed_point.constant(self.tail_offset) + fixed_point.scaled(relu, 1.0))
 
     def _shift(self, side: str) -> float:
         return self.limit - (self.limit_neg if side == "neg" else self.limit_pos)
