@@ -106,13 +106,15 @@ def test_mish_window_is_one_comparison_op(aby3):
 
 # truncations per rank: SiLU's x^2, s^2, O's dot and the wide sum; Mish's three power
 # rounds and the wide sum (each form paid one more before its sums were kept wide)
-TRUNCATIONS = {"silu": 4, "mish": 4}
+# SiLU: x^2, x^4, O's dot, the sum; GeLU (degree 4): x^2, the inner dot, the sum (no x^4)
+TRUNCATIONS = {"silu": 4, "mish": 4, "gelu_tanh": 3, "gelu_erf": 3}
 
 
 @pytest.mark.parametrize("activation", sorted(TRUNCATIONS))
 def test_polynomial_sums_are_truncated_once(aby3, activation):
     """SiLU's even half and relu, and Mish's two sides and relu, are summed wide (fixed_point.py)
-    and truncated together: one `trunc_a` per rank fewer than truncating each dot."""
+    and truncated together: one `trunc_a` per rank fewer than truncating each dot. GeLU's quartic
+    is c0 + c1 u + c2 s + s (c3 u + c4 s), which needs no s^2: a truncation fewer than SiLU's."""
     form = aby3.run(acts.get(activation, "raympc").fn, np.linspace(-8, 8, 512, dtype=np.float32)).metrics
     assert form.ops("mpc")["trunc_a"].count == TRUNCATIONS[activation] * len(form.ranks), form.ops("mpc")
 
@@ -278,3 +280,6 @@ def test_even_odd_takes_s_or_its_first_powers():
     want = np.polynomial.polynomial.polyval(t, coeffs)
     for given in (s, [s], [s, s * s]):
         np.testing.assert_allclose(np.asarray(blocks.even_odd(t, given, coeffs)), want, rtol=1e-6, atol=1e-9)
+    for degree in (2, 3, 4, 5):  # 3 and 4 take the s (c3 u + c4 s) form
+        want = np.polynomial.polynomial.polyval(t, coeffs[: degree + 1])
+        np.testing.assert_allclose(np.asarray(blocks.even_odd(t, s, coeffs[: degree + 1])), want, rtol=1e-5, atol=1e-6)

@@ -100,8 +100,10 @@ def horner(u, coeffs: Sequence) -> jnp.ndarray:
 
     One round per degree, against `polynomial`'s ceil(log2 degree) + 1, but better conditioned
     where coefficients are a few fixed-point ulps and u is large: exp's quartic in z in [-16, 0]
-    (c_4 ~ 5e-6, 1.3 ulps) puts 0.02 of error into q under SPU this way and 0.06 through powers,
-    which tripled softmax's error on rows of 196.
+    has c_4 ~ 4.9e-6, 1.3 ulps of 2^-18. Horner's first multiply is a splat below 2^-16, which
+    SPU encodes with more fraction bits; a public dot encodes it on the 2^-18 grid. So
+    `even_odd`'s quartic (153 B per element against Horner's 175) took exp's relative error at
+    z = -8 from 0.1% to 7%, and softmax's on rows of 196 Gaussian logits to 1.9e-3.
     """
     acc = coeffs[-1] * u + coeffs[-2]
     for c in reversed(coeffs[:-2]):
@@ -147,8 +149,8 @@ def mirror_range(x, limit: float, fourth: bool = False):
     (`mirror_clamp`). x^2 does not wait for the comparison, and out of range its powers may
     overflow the ring: the mask zeroes them exactly. |x| = (1 - 2 [x < 0]) x and x^4 are one
     multiply (fixed_point.products), a round fewer than one each; even_odd makes any higher
-    powers. 8 (x^2, wide) + 9 (its truncation) + 72 + 21 + 8 (|x|) bytes; |x| below 11,585 (the
-    wide square).
+    powers (a quartic needs none). 8 (x^2, wide) + 9 (its truncation) + 72 + 21 + 8 (|x|) bytes;
+    |x| below 11,585 (the wide square).
     """
     _, square, neg, keep = sign_and_window(x, limit, limit)  # a window centred on 0: u = x
     pairs = [(x, 1 - 2 * neg)] + ([(square, square)] if fourth else [])
@@ -183,22 +185,33 @@ def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None, keep=Non
     multiples of s's powers) and `extra=(y, w)` (w * y, so a term such as relu(x) / 2 costs no
     truncation of its own) are summed wide (fixed_point.py) and truncated together. Degree 5
     costs 45 bytes per element and rank (s^2, O's dot, u * O, the sum's truncation), where
-    truncating E's dot on its own cost 54, and Horner 92. `keep` (an int 0/1, see mirror_range)
+    truncating E's dot on its own cost 54, and Horner 92. Degrees 3 and 4 are c0 + c1 u + c2 s +
+    s (c3 u + c4 s) instead: no s^2, so a quartic costs 26 (the inner dot's truncation, s times
+    it, the sum's truncation); its coefficients are encoded on SPU's 2^-18 grid, so they must not
+    be a few ulps (see `horner`). `keep` (an int 0/1, see mirror_range)
     masks the polynomial, not `extra`, before the truncation: 8 more; where keep is 0 the
     polynomial's place takes the public `outside` instead, at no cost (its constant term gives
     it back inside).
     """
     deg = len(coeffs) - 1
     powers = list(s) if isinstance(s, (list, tuple)) else [s]
-    while len(powers) < deg // 2:
-        powers.append(powers[-1] * powers[0])
-    even_w = [float(c) for c in coeffs[2::2]]
-    odd_w = [float(c) for c in coeffs[3::2]]
-    if odd_w:
-        u_odd = fixed_point.product(u, _public_dot(powers[: len(odd_w)], odd_w) + coeffs[1])
+    constant = coeffs[0] - (outside if keep is not None else 0.0)
+    if deg in (3, 4):
+        # c0 + c1 u + c2 s + s (c3 u + c4 s): the inner dot's truncation and one wide product,
+        # where E(s) + u O(s) needs s^2 too at degree 4 (17 bytes and a round more)
+        inner = _public_dot([u, powers[0]][: deg - 2], [float(c) for c in coeffs[3:]])
+        poly = fixed_point.product(powers[0], inner) + fixed_point.scaled(u, float(coeffs[1])) + \
+            wide_dot(powers[:1], [float(coeffs[2])], constant)
     else:
-        u_odd = fixed_point.scaled(u, float(coeffs[1]))
-    poly = u_odd + wide_dot(powers[: len(even_w)], even_w, coeffs[0] - (outside if keep is not None else 0.0))
+        while len(powers) < deg // 2:
+            powers.append(powers[-1] * powers[0])
+        even_w = [float(c) for c in coeffs[2::2]]
+        odd_w = [float(c) for c in coeffs[3::2]]
+        if odd_w:
+            u_odd = fixed_point.product(u, _public_dot(powers[: len(odd_w)], odd_w) + coeffs[1])
+        else:
+            u_odd = fixed_point.scaled(u, float(coeffs[1]))
+        poly = u_odd + wide_dot(powers[: len(even_w)], even_w, constant)
     if keep is not None:
         poly = fixed_point.masked(keep, poly) + fixed_point.constant(outside)
     if extra is not None:

@@ -106,7 +106,7 @@ class SignSplitFit:
         if self.symmetric and self.u_origin == 0:
             # both comparisons in one op; relu = (x + |x|) / 2 joins E's dot product
             if self.tail == "relu":
-                t, s_powers, keep = blocks.mirror_range(x, self.limit, fourth=self.degree >= 4)
+                t, s_powers, keep = blocks.mirror_range(x, self.limit, fourth=self.degree >= 5)
                 return blocks.even_odd(t, s_powers, self.coeffs_pos[0], extra=(x + t, 0.5), keep=keep,
                                        outside=self.tail_offset)
             t, u, s = blocks.mirror_clamp(x, self.limit)

@@ -8,7 +8,9 @@ Each design (measured figures: `raympc bench activations`; costs per step: block
   the polynomial is E(x^2) + |x| O(x^2), E's terms and |x| O summed wide, masked by the range bit
   (one select fewer than clamping |x| and x^2 first) and truncated once with relu
   (`blocks.mirror_range`, `blocks.even_odd`).
-  SiLU: degree 5 up to |x| = 7.25. GeLU: degree 4 up to |x| = 3.25.
+  SiLU: degree 5 up to |x| = 7.25. GeLU: degree 4 up to |x| = 3.25, as c0 + c1|x| + c2 x^2 +
+  x^2 (c3|x| + c4 x^2), which needs no x^4: 153 B per element and rank and 55 send actions, where
+  E(x^2) + |x| O(x^2) cost 171 and 60.
 - Mish: f - relu is not even; degree 6 per side in u = x - c, c the centre of the window
   [-8.25, 4.5], f = relu + a constant outside it: the sign and "u^2 > r^2" are one comparison op
   (blocks.sign_and_window); both polynomials from shared powers of u, their dots wide, one op
