@@ -154,21 +154,16 @@ def _cmd_record_inputs(args: argparse.Namespace) -> None:
               f"(1-99%: {stats['p01']:.2f} .. {stats['p99']:.2f}) -> {args.out / (name + '.npy')}")
 
 
-def _activation_policy(text: str) -> str | dict[str, str]:
-    """'raympc' (every activation it provides) or 'mish=raympc,softmax=spu-direct', checked now."""
+def _activation_policy(text: str) -> str:
+    """'raympc' (every activation it provides), 'mish=raympc,softmax=spu-direct' or
+    'raympc,softmax=raympc-lean' (activations.policy.resolve), checked now."""
     from .activations.policy import resolve
 
-    policy: str | dict[str, str] = text
-    if "=" in text:
-        pairs = [item.split("=", 1) for item in text.split(",")]
-        if any(len(p) != 2 or not all(p) for p in pairs):
-            raise ConfigError(f"--activations wants IMPL or ACTIVATION=IMPL[,...], got {text!r}")
-        policy = {a.strip(): i.strip() for a, i in pairs}
     try:
-        resolve(policy)
+        resolve(text)
     except KeyError as exc:
         raise ConfigError(f"--activations {text!r}: {exc.args[0]}") from None
-    return policy
+    return text
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -307,7 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--workload", choices=sorted(WORKLOADS), default="ddim-mnist")
     sa.add_argument("--scale", default="tiny", help="sd-unet only: tiny, small, medium, wide")
     sa.add_argument("--steps", type=int, default=10)
-    sa.add_argument("--activations", default="raympc", help="implementation: raympc, spu-direct, cipherdm, puma, ...")
+    sa.add_argument("--activations", default="raympc",
+                    help="implementation (raympc, spu-direct, cipherdm, puma, ...), per activation "
+                         "(mish=raympc,softmax=spu-direct), or both (raympc,softmax=raympc-lean)")
     sa.add_argument("--network", default=None, help="network profile (preset or RATE,DELAY)")
     sa.add_argument("--batch", type=int, default=4)
     sa.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic)")
@@ -442,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--fit", default="tiny,small,medium", help="scales the cost model is fitted on")
     sd.add_argument("--holdout", default="wide", help="measured scales that check the extrapolation")
     sd.add_argument("--target", default="sd-v1", help="scale to extrapolate to (abstract trace only)")
-    sd.add_argument("--activations", default="raympc")
+    sd.add_argument("--activations", default="raympc", help="a policy, as for `raympc sample`")
     sd.add_argument("--out", type=Path, default=Path("runs/bench"),
                     help="results; measured scales are cached here and not re-run")
     sd.set_defaults(func=_cmd_bench_sd_scale)

@@ -133,7 +133,7 @@ def _rows(rng):
             "spread-128": np.concatenate([rng.normal(0, 40, (4, 128)), rng.uniform(-1, 1, (4, 128))]).astype(np.float32)}
 
 
-@pytest.mark.parametrize("impl", ["raympc", "spu-direct", "puma"])
+@pytest.mark.parametrize("impl", ["raympc", "raympc-lean", "spu-direct", "puma"])
 def test_softmax_rows(aby3, rng, impl):
     fn = acts.get("softmax", impl)
     for name, x in _rows(rng).items():
@@ -184,6 +184,15 @@ def test_softmax_cost_against_spu_direct_with_pade_exp(aby3, ray_ready):
     assert ours < direct / 2, (ours, direct)
 
 
+def test_lean_softmax_trades_rounds_for_bytes(aby3):
+    """raympc-lean's pairwise max tree sends fewer bytes than the fan-in-4 tournament, in more
+    messages: rows of 128 take seven comparison levels instead of four."""
+    x = np.random.default_rng(0).uniform(-8, 8, (32, 128)).astype(np.float32)
+    runs = {impl: aby3.run(acts.get("softmax", impl).fn, x).metrics for impl in ("raympc", "raympc-lean")}
+    assert runs["raympc-lean"].send_bytes < 0.9 * runs["raympc"].send_bytes, {k: m.send_bytes for k, m in runs.items()}
+    assert runs["raympc-lean"].max_rank_send_actions > runs["raympc"].max_rank_send_actions
+
+
 class TinyBlock(nn.Module):
     @nn.compact
     def __call__(self, x):
@@ -229,6 +238,15 @@ def test_unknown_policy_names_what_exists():
             pass
     with pytest.raises(KeyError, match="registered"):
         acts.resolve({"silu": "magic"})
+    with pytest.raises(KeyError, match="IMPL"):
+        acts.resolve("raympc,spu-direct")
+
+
+def test_policy_strings_name_an_implementation_activations_or_both():
+    assert acts.resolve("mish=raympc,softmax=spu-direct") == {"mish": "raympc", "softmax": "spu-direct"}
+    both = acts.resolve("raympc, softmax=raympc-lean")
+    assert both["softmax"] == "raympc-lean" and both["silu"] == "raympc"
+    assert {a: i for a, i in both.items() if a != "softmax"} == {a: i for a, i in acts.resolve("raympc").items() if a != "softmax"}
 
 
 def test_stock_undoes_a_swap_for_plaintext_references():

@@ -291,9 +291,6 @@ def row_max_tournament(x, axis: int = -1, fan_in: int = 4, final: int = 1):
 
 def _tournament_level(x, fan_in: int):
     """The maxima of consecutive groups of `fan_in` along the last axis (the last group padded)."""
-    pairs = [(i, j) for i in range(fan_in) for j in range(i + 1, fan_in)]
-    first = np.array([i for i, _ in pairs])
-    second = np.array([j for _, j in pairs])
     n = x.shape[-1]
     groups = -(-n // fan_in)
     if groups * fan_in != n:
@@ -302,6 +299,11 @@ def _tournament_level(x, fan_in: int):
                                x.shape[:-1] + (groups * fan_in - n,))
         x = jnp.concatenate([x, pad], axis=-1)
     g = x.reshape(x.shape[:-1] + (groups, fan_in))
+    if fan_in == 2:  # one select per pair (a multiply by the bit) instead of a one-hot dot of two
+        return jnp.where(g[..., 0] < g[..., 1], g[..., 1], g[..., 0])
+    pairs = [(i, j) for i in range(fan_in) for j in range(i + 1, fan_in)]
+    first = np.array([i for i, _ in pairs])
+    second = np.array([j for _, j in pairs])
     less = g[..., first] < g[..., second]  # (…, pairs): x_i < x_j for i < j
     # i beats j (j > i) when not x_i < x_j; i beats j (j < i) when x_j < x_i: one gather from
     # [less, not less] (a slice and a stack per term would be hundreds of SPU ops at fan-in 13)

@@ -102,9 +102,19 @@ def exp(z):
 @register("softmax", "raympc", 1e-3, (-8, 8),
           "max by a tournament (fan-in 4, last level all pairs), squaring exp, row sums inverted by quarter-octave quadratics")
 def softmax(x, axis=-1, where=None, initial=None):
+    return _softmax(x, axis, where, initial, MAX_FAN_IN, MAX_FINAL)
+
+
+@register("softmax", "raympc-lean", 1e-3, (-8, 8),
+          "raympc's softmax with the row max by a pairwise tree: fewer bytes, more rounds (bandwidth-bound runs)")
+def softmax_lean(x, axis=-1, where=None, initial=None):
+    return _softmax(x, axis, where, initial, 2, 1)
+
+
+def _softmax(x, axis: int, where, initial, fan_in: int, final: int):
     if where is not None or initial is not None:
         raise NotImplementedError("raympc softmax does not take `where`/`initial`; mask the logits instead")
-    z = x - blocks.row_max_tournament(x, axis=axis, fan_in=MAX_FAN_IN, final=MAX_FINAL)
+    z = x - blocks.row_max_tournament(x, axis=axis, fan_in=fan_in, final=final)
     e = exp_design()(z)
     return normalization.divide_rows(e, blocks.secret_sum(e, axis=axis, keepdims=True), axis=axis)
 

@@ -64,13 +64,24 @@ def _gelu_dispatch(mapping: dict[str, str]):
 
 
 def resolve(policy: str | dict[str, str]) -> dict[str, str]:
-    """Activation -> implementation, keeping only what the implementation provides."""
+    """Activation -> implementation, keeping only what the implementation provides.
+
+    A string names an implementation ("raympc": every activation it provides), activations
+    ("mish=raympc,softmax=spu-direct"), or both, the named ones overriding the implementation's
+    ("raympc,softmax=raympc-lean")."""
     if isinstance(policy, str):
-        mapping = {a: i for a, i in REGISTRY if i == policy}
-        if not mapping:
-            raise KeyError(f"no activations registered under {policy!r}; "
-                           f"implementations: {sorted({i for _, i in REGISTRY})}")
-        return mapping
+        items = [item.strip() for item in policy.split(",")]
+        bases = [item for item in items if "=" not in item]
+        pairs = [item.split("=", 1) for item in items if "=" in item]
+        if len(bases) > 1 or any(not item for item in items) or any(not (a.strip() and i.strip()) for a, i in pairs):
+            raise KeyError(f"a policy is IMPL, ACTIVATION=IMPL[,...] or IMPL,ACTIVATION=IMPL[,...]; got {policy!r}")
+        mapping = {}
+        if bases:
+            mapping = {a: i for a, i in REGISTRY if i == bases[0]}
+            if not mapping:
+                raise KeyError(f"no activations registered under {bases[0]!r}; "
+                               f"implementations: {sorted({i for _, i in REGISTRY})}")
+        policy = {**mapping, **{a.strip(): i.strip() for a, i in pairs}}
     for activation, impl in policy.items():
         get(activation, impl)
     return dict(policy)

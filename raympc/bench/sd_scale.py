@@ -80,7 +80,9 @@ def bench_sd_scale(fit: tuple[str, ...] = ("tiny", "small", "medium"), holdout: 
     from workloads import extrapolate
 
     console = console or Console()
-    cache = out / f"sd-scale-{activations}.measurements.jsonl" if out else None
+    # file names from the policy: "raympc,softmax=raympc-lean" -> sd-scale-raympc_softmax-raympc-lean
+    stem = "sd-scale-" + activations.replace(" ", "").replace(",", "_").replace("=", "-")
+    cache = out / f"{stem}.measurements.jsonl" if out else None
     done: dict[str, extrapolate.Measurement] = {}
     cached: set[str] = set()
     if cache is not None and cache.exists():
@@ -153,5 +155,5 @@ def bench_sd_scale(fit: tuple[str, ...] = ("tiny", "small", "medium"), holdout: 
         fig.savefig(path, dpi=110)
         plt.close(fig)
 
-    write_results(out, f"sd-scale-{activations}", result, console, plot)
+    write_results(out, stem, result, console, plot)
     return result
