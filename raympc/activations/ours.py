@@ -25,7 +25,9 @@ Each design (measured figures: `raympc bench activations`; costs per step: block
   costs at most two comparisons per element: two comparison rounds for rows of 49 instead of
   six), that exp, and each row's sum (in [1, n]) inverted through its quarter octave and that
   piece's quadratic (coefficients times the octave's 2^-j, so Horner's two multiplies per row and
-  one of e are all), where SPU's reciprocal takes 57 rounds.
+  one of e are all), where SPU's reciprocal takes 57 rounds. `raympc-lean` takes the row max
+  by a pairwise tree instead (one comparison and one select per element in all, against about two
+  comparisons and a one-hot dot): fewer bytes, log2(n) comparison rounds, for bandwidth-bound runs.
 - rsqrt and GroupNorm: built for few rounds, see normalization.py.
 The fits are deterministic and made on first use (0.4-0.5 s each, Mish 1.3 s, on the 2-core VM).
 """
