@@ -34,7 +34,8 @@ def _sweep(spec: Path, out: Path, *extra: str, timeout: float = 900) -> subproce
 
 @pytest.mark.parametrize("body, must_say", [
     ({"base": {"activation": "raympc"}}, ["unknown field 'activation'", "'activations'", "'workload'"]),
-    ({"grid": {"activations": ["raympc", "nope"]}}, ["'nope' is not one of", "'cipherdm'", "'spu-direct'"]),
+    ({"grid": {"activations": ["raympc", "nope"]}}, ["registered under 'nope'", "'cipherdm'", "'spu-direct'"]),
+    ({"base": {"activations": "raympc,softmax=nope"}}, ["softmax", "'nope'"]),
     ({"grid": {"workload": ["sd-unet"]}, "base": {"scale": "huge"}}, ["scale", "'huge'", "'tiny'", "'medium'"]),
     ({"base": {"network": "fast"}}, ["network", "'fast'", "wan"]),
     ({"base": {"network": "wan", "rate": "100mbit"}}, ["either network", "rate/rtt"]),
@@ -53,6 +54,12 @@ def test_bad_spec_fields_are_named_with_their_allowed_values(tmp_path, body, mus
         expand(load_spec(_spec(tmp_path, body)))
     for text in must_say:
         assert text in str(err.value), (text, str(err.value))
+
+
+def test_spec_activations_take_a_policy_with_overrides(tmp_path):
+    points = expand(load_spec(_spec(tmp_path, {"grid": {"activations": ["raympc", "raympc,softmax=raympc-lean"]}})))
+    assert [p.activations for p in points] == ["raympc", "raympc,softmax=raympc-lean"]
+    assert len({p.point_id for p in points}) == 2
 
 
 def test_bad_spec_stops_the_cli_before_anything_runs(tmp_path):

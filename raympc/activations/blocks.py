@@ -177,7 +177,7 @@ def sign_and_window(x, limit_neg: float, limit_pos: float):
 
 
 def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None, keep=None,
-             outside: float = 0.0) -> jnp.ndarray:
+             outside: float = 0.0, scalar_inner: bool = False) -> jnp.ndarray:
     """sum c_k u^k as E(s) + u O(s) for public coefficients (on SPU's grid), s = u^2 given (see
     mirror_clamp), or the list of its first powers [s, s^2, ...] (see mirror_range).
 
@@ -187,8 +187,9 @@ def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None, keep=Non
     costs 45 bytes per element and rank (s^2, O's dot, u * O, the sum's truncation), where
     truncating E's dot on its own cost 54, and Horner 92. Degrees 3 and 4 are c0 + c1 u + c2 s +
     s (c3 u + c4 s) instead: no s^2, so a quartic costs 26 (the inner dot's truncation, s times
-    it, the sum's truncation); its coefficients are encoded on SPU's 2^-18 grid, so they must not
-    be a few ulps (see `horner`). `keep` (an int 0/1, see mirror_range)
+    it, the sum's truncation). A public dot encodes c3 and c4 on SPU's 2^-18 grid; where they are
+    a few ulps, `scalar_inner` makes them multiplies by public scalars, which SPU encodes with
+    more fraction bits when small (a truncation more, 9 B; exp, see `horner`). `keep` (an int 0/1, see mirror_range)
     masks the polynomial, not `extra`, before the truncation: 8 more; where keep is 0 the
     polynomial's place takes the public `outside` instead, at no cost (its constant term gives
     it back inside).
@@ -199,7 +200,13 @@ def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None, keep=Non
     if deg in (3, 4):
         # c0 + c1 u + c2 s + s (c3 u + c4 s): the inner dot's truncation and one wide product,
         # where E(s) + u O(s) needs s^2 too at degree 4 (17 bytes and a round more)
-        inner = _public_dot([u, powers[0]][: deg - 2], [float(c) for c in coeffs[3:]])
+        terms, weights = [u, powers[0]][: deg - 2], [float(c) for c in coeffs[3:]]
+        if scalar_inner:
+            inner = terms[0] * weights[0]
+            for t, w in zip(terms[1:], weights[1:]):
+                inner = inner + t * w
+        else:
+            inner = _public_dot(terms, weights)
         poly = fixed_point.product(powers[0], inner) + fixed_point.scaled(u, float(coeffs[1])) + \
             wide_dot(powers[:1], [float(coeffs[2])], constant)
     else:

@@ -40,12 +40,10 @@ def _choices() -> dict[str, list[str]]:
     from workloads.registry import WORKLOADS
     from workloads.sd_unet import SCALES
 
-    from ..activations import REGISTRY
     from ..protocols import EXP_MODES, FIELDS, PROTOCOLS
 
     return {
         "workload": sorted(WORKLOADS),
-        "activations": sorted({impl for _, impl in REGISTRY}),
         "protocol": sorted(p for p, s in PROTOCOLS.items() if 3 in s.party_counts),
         "field": sorted(FIELDS),
         "exp_mode": sorted(EXP_MODES),
@@ -78,12 +76,24 @@ class PointParams(BaseModel):
     breakdown: bool = True
     party_cpus: float = Field(1.0, gt=0)
 
-    @field_validator("workload", "activations", "protocol", "field", "exp_mode", "placement", "scale", "shaping")
+    @field_validator("workload", "protocol", "field", "exp_mode", "placement", "scale", "shaping")
     @classmethod
     def _known(cls, v: str, info) -> str:
         allowed = _choices()[info.field_name]
         if v not in allowed:
             raise ValueError(f"{v!r} is not one of {allowed}")
+        return v
+
+    @field_validator("activations")
+    @classmethod
+    def _policy(cls, v: str) -> str:
+        """An implementation, or one with per-activation overrides (activations.policy.resolve)."""
+        from ..activations.policy import resolve
+
+        try:
+            resolve(v)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
         return v
 
     @field_validator("network")
