@@ -293,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "constant offset (relu: the polynomial is masked instead of clamped; one piece)")
     fit.add_argument("--elements", type=int, default=16384, help="grid size for the secure measurement")
     fit.add_argument("--no-measure", action="store_true", help="fit and register only; skip the SPU run")
-    fit.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")
+    fit.add_argument("--out", type=Path, default=None,
+                     help="also write the result as JSON into this directory (fit-ACTIVATION-NAME.json)")
     fit.set_defaults(func=_cmd_fit)
 
     sa = sub.add_parser("sample", help="secure diffusion sampling next to plaintext from the same noise")
