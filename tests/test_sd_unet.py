@@ -47,32 +47,41 @@ def test_full_sd_v1_is_traced_without_allocating_it():
     assert sizes["attention"]["calls"] == 32
     # the largest self-attention: 64x64 latent -> 4096 tokens, 8 heads, batch 1
     assert max(c.features.get("scores", 0) for c in calls) == 8 * 4096 * 4096
+    # a pairwise row max over 4096 keys is 12 levels deep, over CLIP's 77 tokens 7: 16 cross-
+    # attentions at 7 and self-attentions over 4096, 1024, 256 (five each) and 64 (the mid block)
+    assert max(c.features.get("depth", 0) for c in calls) == 12
+    assert sizes["attention"]["depth"] == 16 * 7 + 5 * (12 + 10 + 8) + 6
 
 
-def _measurement(name: str, k: float) -> extrapolate.Measurement:
-    """Synthetic measurement whose costs are exactly linear in its sizes."""
+def _measurement(name: str, k: float, calls: int = 2) -> extrapolate.Measurement:
+    """Synthetic measurement whose costs are exactly linear in its sizes; its attention's rows grow
+    with k, and its row max's depth with them (log2 of the keys per call)."""
+    depth = calls * np.ceil(np.log2(8 * k))
     sizes = {"conv/matmul": {"elements": 100 * k, "calls": 10},
              "groupnorm": {"elements": 50 * k, "stats": 8 * k ** 0.5, "calls": 5},
              "activation": {"elements": 60 * k, "calls": 6},
-             "attention": {"scores": 30 * k * k, "rows": 4 * k, "elements": 10 * k, "calls": 2}}
+             "attention": {"scores": 30 * k * k, "rows": 4 * k, "elements": 10 * k, "depth": depth, "calls": calls}}
     kinds = {"conv/matmul": {"send_bytes": 20 * 100 * k, "send_actions": 80, "time_s": 1.0},
              "groupnorm": {"send_bytes": 24 * 50 * k + 900 * 8 * k ** 0.5, "send_actions": 1000, "time_s": 1.0},
              "activation": {"send_bytes": 550 * 60 * k, "send_actions": 600, "time_s": 1.0},
-             "attention": {"send_bytes": 700 * 30 * k * k + 300 * 4 * k + 20 * 10 * k, "send_actions": 1400,
-                           "time_s": 1.0}}
+             "attention": {"send_bytes": 700 * 30 * k * k + 300 * 4 * k + 20 * 10 * k,
+                           "send_actions": 500 * calls + 27 * depth, "time_s": 1.0}}
     layers = sum(v["send_bytes"] for v in kinds.values())
-    total = {"send_bytes": layers / 0.99, "send_actions": 3080 / 0.99, "time_s": 4.0 / 0.9}
+    actions = sum(v["send_actions"] for v in kinds.values())
+    total = {"send_bytes": layers / 0.99, "send_actions": actions / 0.99, "time_s": 4.0 / 0.9}
     kinds["other"] = {m: total[m] - sum(v[m] for v in kinds.values()) for m in extrapolate.METRICS}
     return extrapolate.Measurement(name, sizes, kinds, total)
 
 
 def test_cost_model_recovers_linear_costs_and_predicts_a_held_out_scale():
-    fit = [_measurement(n, k) for n, k in (("a", 1.0), ("b", 3.0), ("c", 7.0), ("d", 12.0))]
+    fit = [_measurement(n, k, calls) for n, k, calls in (("a", 1.0, 2), ("b", 3.0, 3), ("c", 7.0, 2), ("d", 12.0, 4))]
     model = extrapolate.CostModel.fit(fit)
-    held = _measurement("e", 40.0)
+    assert model.actions_coef["attention"] == pytest.approx({"calls": 500, "depth": 27})
+    held = _measurement("e", 512.0, 5)  # rows of 4096 keys: 12 levels, where the fitted ones reach 7
     errors = extrapolate.relative_errors(model.predict(held.sizes), held)
     assert abs(errors["total"]["send_bytes"]) < 1e-6
     assert abs(errors["total"]["send_actions"]) < 1e-6
+    assert abs(errors["attention"]["send_actions"]) < 1e-6
     with pytest.raises(ValueError, match="at least two"):
         extrapolate.CostModel.fit(fit[:1])
 

@@ -129,7 +129,10 @@ def _interceptor(next_fun, args, kwargs, context):
 
 def _features(kind: str, module: Any, args: tuple, kwargs: dict, out: Any) -> dict[str, int]:
     """Sizes a layer's secure cost grows with: output elements, normalisation statistics, and for
-    attention the score matrix and its rows (softmax and its reciprocal)."""
+    attention the score matrix, its rows (softmax and its reciprocal) and `depth`, ceil(log2(keys)):
+    a row max compares level by level, and the levels' messages follow one another, so an
+    attention's send actions grow with the depth of a pairwise tree over its rows (a tournament's
+    levels grow with it too, more slowly; the cost model fits by how much)."""
     elements = _elements(out)
     x = args[0] if args else kwargs.get("hidden_states")
     f = {"elements": elements}
@@ -143,6 +146,7 @@ def _features(kind: str, module: Any, args: tuple, kwargs: dict, out: Any) -> di
         tk = int(np.prod(context.shape[1:-1])) if _is_array(context) else tq
         f["scores"] = x.shape[0] * heads * tq * tk
         f["rows"] = x.shape[0] * heads * tq
+        f["depth"] = int(np.ceil(np.log2(tk))) if tk > 1 else 0
     return f
 
 

@@ -7,10 +7,12 @@ per layer kind (`breakdown._features`):
 - activation: elements;
 - attention: score-matrix elements (products, exp, max), rows (one reciprocal each) and
   output elements (projections).
-Send actions grow with the number of calls of each kind (dependent rounds per layer).
+Send actions grow with the number of calls of each kind (dependent rounds per layer), and for
+attention with the depth of its row max too (`depth`: ceil(log2(keys)) per call), since a row of
+SD v1's 4,096 latent positions takes twice the comparison levels of the small scales' rows.
 At each measured scale we replay every kind alone under MPC (`breakdown.measure_kinds`), then fit
-per kind `bytes = sum_f c_f * size_f` and `actions = c * calls` by non-negative least squares
-over the fitted scales, and time per kind as `a * bytes + b * calls` (unshaped compute). "Other"
+per kind `bytes = sum_f c_f * size_f` and `actions = sum_g d_g * size_g` (g: calls, and depth for
+attention) by non-negative least squares over the fitted scales, and time per kind as `a * bytes + b * calls` (unshaped compute). "Other"
 (linear glue) is predicted as its mean share of the measured totals. The target model's sizes
 come from an abstract trace (no parameters allocated), so the prediction uses its real layer
 list. A held-out measured scale, not used in the fit, checks the extrapolation.
@@ -31,7 +33,13 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "activation": ("elements",),
     "attention": ("scores", "rows", "elements"),
 }
+# what send actions grow with; a kind not listed: its calls
+ACTION_FEATURES: dict[str, tuple[str, ...]] = {"attention": ("calls", "depth")}
 METRICS = ("send_bytes", "send_actions", "time_s")
+
+
+def action_features(kind: str) -> tuple[str, ...]:
+    return ACTION_FEATURES.get(kind, ("calls",))
 
 
 def kind_sizes(calls: list[LayerCall]) -> dict[str, dict[str, float]]:
@@ -39,7 +47,8 @@ def kind_sizes(calls: list[LayerCall]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for kind in KINDS:
         mine = [c for c in calls if c.kind == kind]
-        sizes = {f: float(sum(c.features.get(f, 0) for c in mine)) for f in FEATURES[kind]}
+        sizes = {f: float(sum(c.features.get(f, 0) for c in mine))
+                 for f in dict.fromkeys(FEATURES[kind] + action_features(kind)) if f != "calls"}
         sizes["calls"] = float(len(mine))
         out[kind] = sizes
     return out
@@ -75,7 +84,7 @@ def _nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @dataclass
 class CostModel:
     bytes_coef: dict[str, dict[str, float]]
-    actions_per_call: dict[str, float]
+    actions_coef: dict[str, dict[str, float]]
     time_coef: dict[str, tuple[float, float]]  # (s per byte, s per call)
     other_share: dict[str, float]
     fitted_on: list[str]
@@ -91,8 +100,10 @@ class CostModel:
             b = np.array([m.kinds[kind]["send_bytes"] for m in measurements], float)
             bytes_coef[kind] = dict(zip(feats, _nnls(a, b).tolist()))
             calls = np.array([m.sizes[kind]["calls"] for m in measurements])
+            g = action_features(kind)
             acts = np.array([m.kinds[kind]["send_actions"] for m in measurements], float)
-            actions[kind] = float(calls @ acts / (calls @ calls)) if calls.any() else 0.0
+            ga = np.array([[m.sizes[kind].get(f, 0.0) for f in g] for m in measurements])
+            actions[kind] = dict(zip(g, _nnls(ga, acts).tolist() if calls.any() else [0.0] * len(g)))
             t = np.array([m.kinds[kind]["time_s"] for m in measurements], float)
             ta = np.stack([b, calls], axis=1)
             time_coef[kind] = tuple(_nnls(ta, t).tolist())
@@ -109,7 +120,7 @@ class CostModel:
             s = sizes[kind]
             b = sum(c * s.get(f, 0.0) for f, c in self.bytes_coef[kind].items())
             per_byte, per_call = self.time_coef[kind]
-            out[kind] = {"send_bytes": b, "send_actions": self.actions_per_call[kind] * s["calls"],
+            out[kind] = {"send_bytes": b, "send_actions": sum(c * s.get(f, 0.0) for f, c in self.actions_coef[kind].items()),
                          "time_s": per_byte * b + per_call * s["calls"]}
         layers = {k: sum(v[k] for v in out.values()) for k in METRICS}
         # other = share * total, total = layers + other  =>  total = layers / (1 - share)
@@ -119,7 +130,7 @@ class CostModel:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"bytes_coef": self.bytes_coef, "actions_per_call": self.actions_per_call,
+        return {"bytes_coef": self.bytes_coef, "actions_coef": self.actions_coef,
                 "time_coef": {k: list(v) for k, v in self.time_coef.items()}, "other_share": self.other_share,
                 "fitted_on": self.fitted_on}
 

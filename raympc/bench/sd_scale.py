@@ -37,13 +37,16 @@ def measure_scale(session, name: str, activations: str, seed: int = 0):
 
 
 def code_fingerprint() -> str:
-    """A hash of the sources a measured cost depends on (the secure layers and the SD U-Net), so a
-    cached measurement is not reused after either changes (the README once carried a table measured
-    with an older GroupNorm that a rerun would have served from the cache)."""
+    """A hash of the sources a measured cost depends on (the secure layers, the SD U-Net, and the
+    layer recorder that replays and sizes its calls), so a cached measurement is not reused after
+    any of them changes (the README once carried a table measured with an older GroupNorm that a
+    rerun would have served from the cache)."""
     import raympc.activations
+    import workloads.breakdown
     import workloads.sd_unet
 
-    files = sorted(Path(raympc.activations.__file__).parent.glob("*.py")) + [Path(workloads.sd_unet.__file__)]
+    files = sorted(Path(raympc.activations.__file__).parent.glob("*.py")) + \
+        [Path(workloads.sd_unet.__file__), Path(workloads.breakdown.__file__)]
     digest = hashlib.sha256()
     for f in files:
         digest.update(f.name.encode() + b"\0" + f.read_bytes())
