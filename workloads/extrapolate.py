@@ -81,6 +81,18 @@ def _nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return coef / norm
 
 
+def _fit_linear(measurements: list[Measurement], kind: str, features: tuple[str, ...], metric: str) -> dict[str, float]:
+    """`metric = sum_f c_f * size_f` for one kind, by NNLS over the measurements (a kind with no
+    calls gets zeros)."""
+    a = np.array([[m.sizes[kind][f] for f in features] for m in measurements])
+    b = np.array([m.kinds[kind][metric] for m in measurements], float)
+    return dict(zip(features, _nnls(a, b).tolist()))
+
+
+def _linear(coef: dict[str, float], sizes: dict[str, float]) -> float:
+    return sum(c * sizes.get(f, 0.0) for f, c in coef.items())
+
+
 @dataclass
 class CostModel:
     bytes_coef: dict[str, dict[str, float]]
@@ -95,15 +107,10 @@ class CostModel:
             raise ValueError("fitting the cost model needs at least two measured scales")
         bytes_coef, actions, time_coef = {}, {}, {}
         for kind in KINDS:
-            feats = FEATURES[kind]
-            a = np.array([[m.sizes[kind][f] for f in feats] for m in measurements])
+            bytes_coef[kind] = _fit_linear(measurements, kind, FEATURES[kind], "send_bytes")
+            actions[kind] = _fit_linear(measurements, kind, action_features(kind), "send_actions")
             b = np.array([m.kinds[kind]["send_bytes"] for m in measurements], float)
-            bytes_coef[kind] = dict(zip(feats, _nnls(a, b).tolist()))
             calls = np.array([m.sizes[kind]["calls"] for m in measurements])
-            g = action_features(kind)
-            acts = np.array([m.kinds[kind]["send_actions"] for m in measurements], float)
-            ga = np.array([[m.sizes[kind].get(f, 0.0) for f in g] for m in measurements])
-            actions[kind] = dict(zip(g, _nnls(ga, acts).tolist() if calls.any() else [0.0] * len(g)))
             t = np.array([m.kinds[kind]["time_s"] for m in measurements], float)
             ta = np.stack([b, calls], axis=1)
             time_coef[kind] = tuple(_nnls(ta, t).tolist())
@@ -118,9 +125,9 @@ class CostModel:
         out: dict[str, dict[str, float]] = {}
         for kind in KINDS:
             s = sizes[kind]
-            b = sum(c * s.get(f, 0.0) for f, c in self.bytes_coef[kind].items())
+            b = _linear(self.bytes_coef[kind], s)
             per_byte, per_call = self.time_coef[kind]
-            out[kind] = {"send_bytes": b, "send_actions": sum(c * s.get(f, 0.0) for f, c in self.actions_coef[kind].items()),
+            out[kind] = {"send_bytes": b, "send_actions": _linear(self.actions_coef[kind], s),
                          "time_s": per_byte * b + per_call * s["calls"]}
         layers = {k: sum(v[k] for v in out.values()) for k in METRICS}
         # other = share * total, total = layers + other  =>  total = layers / (1 - share)

@@ -63,6 +63,11 @@ def _gelu_dispatch(mapping: dict[str, str]):
     return gelu
 
 
+def file_stem(policy: str) -> str:
+    """A policy string as part of a file name: "raympc,softmax=raympc-lean" -> "raympc_softmax-raympc-lean"."""
+    return policy.replace(" ", "").replace(",", "_").replace("=", "-")
+
+
 def resolve(policy: str | dict[str, str]) -> dict[str, str]:
     """Activation -> implementation, keeping only what the implementation provides.
 

@@ -80,11 +80,11 @@ def bench_sd_scale(fit: tuple[str, ...] = ("tiny", "small", "medium"), holdout: 
                    target: str = "sd-v1", activations: str = "raympc", out: Path | None = Path("runs/bench"),
                    console: Console | None = None) -> dict:
     from raympc import Session
+    from raympc.activations.policy import file_stem
     from workloads import extrapolate
 
     console = console or Console()
-    # file names from the policy: "raympc,softmax=raympc-lean" -> sd-scale-raympc_softmax-raympc-lean
-    stem = "sd-scale-" + activations.replace(" ", "").replace(",", "_").replace("=", "-")
+    stem = "sd-scale-" + file_stem(activations)
     cache = out / f"{stem}.measurements.jsonl" if out else None
     done: dict[str, extrapolate.Measurement] = {}
     cached: set[str] = set()
