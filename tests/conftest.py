@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-import ray
+import os
+import tempfile
+from pathlib import Path
 
-from raympc import LinkConfig, Session
+# raympc registers the user's stored fits (~/.cache/raympc/fits.json) when imported, and the suite
+# parametrizes over every registered implementation: point the store at a file that does not exist
+# first, so the tests that run do not depend on what `raympc fit` left on this machine (tests that
+# write fits set their own RAYMPC_FITS). Subprocesses and Ray workers inherit it.
+os.environ["RAYMPC_FITS"] = str(Path(tempfile.gettempdir()) / "raympc-tests-no-stored-fits" / "fits.json")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import ray  # noqa: E402
+
+from raympc import LinkConfig, Session  # noqa: E402
 from raympc.cluster import start_or_join
 
 _handles = []
