@@ -1,8 +1,8 @@
 """netsim: shape every party-to-party link and count its bytes. Importable without Ray or SPU."""
 
-from .backends import BACKENDS, PartyLink, Shaping, ShapingError, choose_backend, reset, shape
-from .probe import Capabilities, probe
-from .profile import PRESETS, LinkShape, NetworkProfile, ProfileError, parse_duration, parse_rate, resolve
+from netsim.backends import BACKENDS, PartyLink, Shaping, ShapingError, choose_backend, reset, shape
+from netsim.probe import Capabilities, probe
+from netsim.profile import PRESETS, LinkShape, NetworkProfile, ProfileError, parse_duration, parse_rate, resolve
 
 __all__ = [
     "NetworkProfile", "LinkShape", "PRESETS", "resolve", "parse_rate", "parse_duration", "ProfileError",

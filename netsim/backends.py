@@ -13,23 +13,19 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import sys
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from . import state, tc
-from .probe import Capabilities, probe
-from .profile import LinkShape, NetworkProfile
-from .relay import DirectedLink, Relay
+from netsim import state, tc
+from netsim.probe import Capabilities, probe
+from netsim.profile import LinkShape, NetworkProfile
+from netsim.relay import DirectedLink, Relay
 
-log = logging.getLogger("raympc.netsim")
-if not log.handlers:
-    _h = logging.StreamHandler(sys.stderr)
-    _h.setFormatter(logging.Formatter("raympc netsim: %(message)s"))
-    log.addHandler(_h)
-    log.setLevel(logging.INFO)
+# A library attaches no handler: the `raympc` command line shows these on stderr, and Python's
+# last-resort handler shows warnings to everybody else.
+log = logging.getLogger("netsim")
 
 
 class ShapingError(RuntimeError):

@@ -9,10 +9,11 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from . import state, tc
-from .backends import PartyLink, choose_backend, reset, shape
-from .probe import probe
-from .profile import PRESETS, resolve
+from netsim import state, tc
+from netsim.backends import PartyLink, choose_backend, reset, shape
+from netsim.probe import probe
+from netsim.profile import PRESETS, ProfileError, resolve
+from netsim.sockets import split_host_port
 
 
 def cmd_probe(console: Console) -> dict:
@@ -38,7 +39,10 @@ def cmd_probe(console: Console) -> dict:
 def cmd_set(profile: str, parties: list[str], backend: str, console: Console, duration: float | None = None) -> dict:
     """Shape the links between parties listening at `parties` (host:port) until interrupted."""
     prof = resolve(profile)
-    addrs = [(h, int(p)) for h, p in (a.rsplit(":", 1) for a in parties)]
+    try:
+        addrs = [split_host_port(a) for a in parties]
+    except ValueError as exc:
+        raise ProfileError(f"--parties: {exc}") from None
     links = [PartyLink(s, d, addrs[d]) for s in range(len(addrs)) for d in range(len(addrs)) if s != d]
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import uuid
 
-from . import state, tc
-from .backends import ShapingError, _state_lock, log
-from .probe import probe
-from .profile import NetworkProfile
+from netsim import state, tc
+from netsim.backends import ShapingError, _state_lock, log
+from netsim.probe import probe
+from netsim.profile import NetworkProfile
 
 
 class EgressShaping:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import socket
 import statistics
 import struct
 import threading
 import time
 
-from .sockets import stop_listening
+from netsim.sockets import stop_listening
 
 
 class LoopbackServer:
@@ -150,7 +151,6 @@ def _in_netns(netns: str, fn, args: tuple, out) -> None:
 
 def run_in_netns(netns: str, fn, *args, timeout: float = 120.0):
     """Call `fn(*args)` in a fresh process inside network namespace `netns`; return its result."""
-    import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
@@ -169,7 +169,6 @@ def run_in_netns(netns: str, fn, *args, timeout: float = 120.0):
 
 def serve_in_netns(netns: str, host: str, port: int):
     """A LoopbackServer (bound to host:port) in a process inside `netns`; kill the process to stop."""
-    import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     ready = ctx.Queue()

@@ -17,8 +17,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .profile import LinkShape
-from .sockets import close_quietly, stop_listening
+from netsim.profile import LinkShape
+from netsim.sockets import close_quietly, stop_listening
 
 CHUNK = 256 * 1024
 # A pacing thread that waits for the GIL loses link time. CPython's default switch interval

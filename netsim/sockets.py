@@ -20,3 +20,15 @@ def stop_listening(server: socket.socket) -> None:
     except OSError:
         pass
     close_quietly(server)
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """"host:port" -> (host, port); the port is what follows the last colon.
+
+    Raises:
+        ValueError: no colon, an empty host, or a port that is not a number in 0-65535.
+    """
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"expected HOST:PORT, got {address!r}")
+    return host, int(port)

@@ -32,7 +32,9 @@ class ShapingRecord:
         STATE_DIR.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(self)))
-        tmp.replace(self.path)  # atomic: a reader never sees half a record
+        # atomic: a reader never sees half a record (netsim keeps its own copy of raympc.util.files'
+        # helper because it must import without raympc, Ray or SPU)
+        tmp.replace(self.path)
 
     def delete(self) -> None:
         self.path.unlink(missing_ok=True)

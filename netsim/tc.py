@@ -15,7 +15,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Iterable
 
-from .profile import LinkShape
+from netsim.profile import LinkShape
 
 ETH_P_IP = 0x0800
 ROOT = "1:"

@@ -1,14 +1,23 @@
 """raympc: three-party secure computation (SPU) hosted by Ray actors, with network shaping."""
 
-from .config import LinkConfig, PartySpec, SpuConfig
-from .errors import (
-    ConfigError, InputError, LinkSetupError, PartyDiedError, PartyError, PartyUnresponsiveError,
-    PlacementError, PortInUseError, RayStartError, RaympcError, SessionClosedError,
+from raympc.errors import (
+    ConfigError,
+    InputError,
+    LinkSetupError,
+    PartyDiedError,
+    PartyError,
+    PartyUnresponsiveError,
+    PlacementError,
+    PortInUseError,
+    RaympcError,
+    RayStartError,
+    SessionClosedError,
 )
-from .metrics import RankMetrics, RunMetrics
-from .session import RunResult, SecureFunction, Session
-from .tls import TLSConfig
-from .values import Public, Secret, SecretValue
+from raympc.runtime.config import LinkConfig, PartySpec, SpuConfig
+from raympc.runtime.metrics import RankMetrics, RunMetrics
+from raympc.runtime.session import RunResult, SecureFunction, Session
+from raympc.runtime.tls import TLSConfig
+from raympc.runtime.values import Public, Secret, SecretValue
 
 __version__ = "0.1.0"
 

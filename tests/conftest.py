@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 import ray  # noqa: E402
 
 from raympc import LinkConfig, Session  # noqa: E402
-from raympc.cluster import start_or_join
+from raympc.cluster.ray_instance import start_or_join
 
 _handles = []
 

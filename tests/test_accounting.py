@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from raympc import Secret
-from raympc.reference import simulate_in_ray
+from raympc.runtime.simulation import simulate_in_ray
 from workloads.kernels import KERNELS
 
 

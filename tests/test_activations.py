@@ -233,12 +233,12 @@ def test_swap_reaches_diffusers_flax_blocks(aby3):
 
 
 def test_unknown_policy_names_what_exists():
-    with pytest.raises(KeyError, match="implementations"):
+    with pytest.raises(acts.PolicyError, match="implementations"):
         with acts.use("magic"):
             pass
-    with pytest.raises(KeyError, match="registered"):
+    with pytest.raises(acts.PolicyError, match="registered"):
         acts.resolve({"silu": "magic"})
-    with pytest.raises(KeyError, match="IMPL"):
+    with pytest.raises(acts.PolicyError, match="IMPL"):
         acts.resolve("raympc,spu-direct")
 
 

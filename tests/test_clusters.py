@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from raympc import ConfigError
-from raympc.cluster_label import party_resources
+from raympc.cluster.labels import party_resources
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_FILES = sorted((ROOT / "clusters").glob("*.yaml"))
@@ -85,7 +85,7 @@ def _emulate_and_drive(mode: str, driver: str, tmp_path: Path, *up_args: str) ->
     """`cluster emulate up`, run `driver` as a separate program against it, always `down`.
 
     Returns the driver's RESULT, the cluster state, the recorded pids and `up`'s output."""
-    from raympc import emulate
+    from raympc.cluster import emulated as emulate
 
     assert emulate.load() is None, "an emulated cluster is already up"
     try:
@@ -110,7 +110,7 @@ def _emulate_and_drive(mode: str, driver: str, tmp_path: Path, *up_args: str) ->
 @pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 def test_emulated_cluster_runs_one_party_per_namespace_with_shaped_veths(tmp_path):
-    from raympc import emulate
+    from raympc.cluster import emulated as emulate
 
     result, state, _, _ = _emulate_and_drive("netns", DRIVER, tmp_path)
     assert sorted(result["node_ips"]) == state.node_ips  # one party in each namespace
@@ -179,7 +179,7 @@ def test_cpu_share_holds_a_node_to_its_quota_and_down_removes_the_groups(tmp_pat
     """A busy loop on a node held to 0.4 cores gets 0.4 of a core (an idle host would give it 1).
     On a host whose cores other jobs saturate, the loop can get less than its quota, never more:
     the floor is taken against what an unconstrained loop gets at the same time."""
-    from raympc import cpu_share
+    from raympc.cluster import cpu_share
 
     if not cpu_share.available()[0]:
         pytest.skip(cpu_share.available()[1])

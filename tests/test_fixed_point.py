@@ -5,9 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from raympc import Session, fixed_point
+from raympc import Session
 from raympc.activations import get
 from raympc.activations.exact import exact
+from raympc.runtime import fixed_point
 
 
 def _bytes(m) -> dict[str, float]:

@@ -9,9 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from raympc import (
-    ConfigError, InputError, LinkConfig, Public, Secret, Session, SessionClosedError, SpuConfig,
-)
+from raympc import ConfigError, InputError, LinkConfig, Public, Secret, Session, SessionClosedError, SpuConfig
 from raympc.errors import PortInUseError
 
 

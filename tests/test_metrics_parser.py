@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from raympc.metrics import ProfileLogError, RunMetrics, parse_profile_log
+from raympc.runtime.metrics import ProfileLogError, RunMetrics, parse_profile_log
 
 BLOCK = """\
 2026-11-26 06:10:58.632 [info] [api.cc:printProfilingData:172] [Profiling] SPU execution f completed, input processing took 3.6e-06s, execution took 0.0372s, output processing took 4.5e-06s, total time 0.0372s.

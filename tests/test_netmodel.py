@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from netsim import resolve
-from raympc.netmodel import Calibration, RunCost
+from raympc.sweeps.netmodel import Calibration, RunCost
 
 TRUE = Calibration(rounds_per_action=0.6, link_share_of_bytes=0.7, overhead_per_action_s=2e-4)
 PROFILES = ["100mbit,1ms", "1gbit,10ms", "300mbit,5ms", "50mbit,20ms", "wan", "spu-wan", "lan"]

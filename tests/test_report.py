@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from raympc.report import repeat_rows
+from raympc.sweeps.report import repeat_rows
 from raympc.sweeps.spec import PointParams
 
 

@@ -120,7 +120,7 @@ def test_supplied_certificates_that_are_missing_give_a_clear_error(ray_ready, tm
 
 
 def test_supplied_certificates_work(ray_ready, tmp_path):
-    from raympc.tls import TLSConfig, generate_session_pki
+    from raympc.runtime.tls import TLSConfig, generate_session_pki
 
     ca, pairs = generate_session_pki(["127.0.0.1"] * 3)
     (tmp_path / "ca.pem").write_bytes(ca)

@@ -28,6 +28,10 @@ from typing import Any, Callable, Iterator
 import jax
 import numpy as np
 
+import raympc.activations as acts
+import raympc.activations.policy as policy
+from raympc.runtime.values import Secret
+
 KINDS = ("conv/matmul", "groupnorm", "activation", "attention")
 ALL_KINDS = KINDS + ("other",)
 
@@ -180,7 +184,6 @@ def _recording() -> Iterator[_Recorder]:
     import flax.linen as nn
     import flax.linen.activation as act
 
-    import raympc.activations.policy as policy
 
     rec = _Recorder()
     saved: list[tuple[Any, str, Any]] = []
@@ -190,7 +193,6 @@ def _recording() -> Iterator[_Recorder]:
                 if hasattr(mod, attr):
                     saved.append((mod, attr, getattr(mod, attr)))
                     setattr(mod, attr, _wrap_activation(attr, getattr(mod, attr)))
-        import raympc.activations as acts
 
         current = policy.current
         for mod in (policy, acts):
@@ -242,7 +244,6 @@ def kind_program(calls: list[LayerCall]) -> Callable:
 
 def measure_kinds(session, calls: list[LayerCall], seed: int = 0) -> dict[str, dict[str, float]]:
     """Run each kind's recorded calls alone on the session: bytes, send actions and time per kind."""
-    from raympc import Secret
 
     rng = np.random.default_rng(seed)
     result: dict[str, dict[str, float]] = {}

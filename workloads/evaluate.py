@@ -17,6 +17,10 @@ import time
 
 import numpy as np
 
+from raympc.activations import stock, use
+from workloads import quality, sampling, weights
+from workloads.weights import load_model
+
 STEPS = 20
 # 1,000 digits: the accuracy's standard error is about 1 point (3 at 100 digits; over 300 digits two
 # seeds of one model differed by 2.3), and a run takes about a minute on 2 cores.
@@ -29,9 +33,7 @@ def sample_quality(params, cfg, schedule, steps: int = STEPS, per_class: int = P
 
     With `activations`, the samples are drawn with that implementation's forms instead, and
     `vs_own` compares them with the model's own samples from the same noise."""
-    from raympc.activations import stock, use
 
-    from . import quality, sampling
 
     plan = sampling.plan_for("ddim-mnist", schedule, steps)
     labels = np.tile(np.arange(cfg.classes), per_class)
@@ -73,15 +75,12 @@ def summary(q: dict) -> str:
 
 def plaintext_quality(name: str, **kwargs) -> dict:
     """`sample_quality` of the shipped model `name`."""
-    from .run_sample import load_model
 
     params, cfg, schedule, _ = load_model(name)
     return sample_quality(params, cfg, schedule, **kwargs)
 
 
 def record_plaintext_quality(name: str, **kwargs) -> dict:
-    from . import weights
-
     result = plaintext_quality(name, **kwargs)
     weights.update_meta(name, plaintext_quality=result)
     return result

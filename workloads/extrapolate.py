@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .breakdown import KINDS, LayerCall
+from workloads.breakdown import KINDS, LayerCall
 
 FEATURES: dict[str, tuple[str, ...]] = {
     "conv/matmul": ("elements",),

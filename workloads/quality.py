@@ -14,14 +14,25 @@ import jax
 import numpy as np
 from scipy import linalg
 
-from . import mnist_data, weights
-from .train import Classifier
+from workloads import mnist_data, weights
+from workloads.classifier import Classifier
 
 
-def psnr(a: np.ndarray, b: np.ndarray, peak: float = 2.0) -> float:
-    """PSNR in dB for images in [-1, 1] (peak-to-peak 2)."""
-    mse = float(np.mean((np.clip(a, -1, 1) - np.clip(b, -1, 1)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(peak ** 2 / mse)
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 2.0, clip: tuple[float, float] | None = (-1.0, 1.0)) -> float:
+    """PSNR in dB of `a` against `b`.
+
+    Args:
+        a, b: arrays of one shape.
+        peak: the signal's peak-to-peak range (2 for images in [-1, 1]).
+        clip: clip both to this range first (images); None for values with no fixed range (latents).
+
+    Returns:
+        10 log10(peak^2 / MSE), or inf where the two are equal.
+    """
+    if clip is not None:
+        a, b = np.clip(a, *clip), np.clip(b, *clip)
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return float("inf") if mse == 0 else float(10 * np.log10(peak ** 2 / mse))
 
 
 def closeness(images: np.ndarray, reference: np.ndarray) -> dict[str, Any]:

@@ -13,9 +13,8 @@ import jax
 import numpy as np
 
 import raympc.activations as acts
-
-from . import sampling
-from .run_sample import load_model
+from workloads import sampling
+from workloads.weights import load_model
 
 
 def record_inputs(out: Path, steps: int = 10, batch: int = 10, seed: int = 0, max_per_activation: int = 200_000,

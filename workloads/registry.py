@@ -24,6 +24,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from raympc.activations import stock
+from workloads import breakdown, quality, sampling, sd_unet
+from workloads.diffusion import Schedule, plan
+from workloads.sampling import totals
+from workloads.unet import UNetConfig, count_params, init_params
+from workloads.weights import load_model
+
 OnStep = Callable[[int, dict], None]
 
 
@@ -50,14 +57,10 @@ class WorkloadResult:
 
     @property
     def total(self) -> dict[str, float]:
-        from .sampling import totals
-
         return totals(self.per_step)
 
 
 def _kinds(session, step_fn, args: tuple, public: tuple[int, ...], first_step: dict, seed: int) -> dict:
-    from . import breakdown
-
     calls = breakdown.record_layers(step_fn, *args, public=public)
     return breakdown.with_other(breakdown.measure_kinds(session, calls, seed=seed), first_step)
 
@@ -65,11 +68,7 @@ def _kinds(session, step_fn, args: tuple, public: tuple[int, ...], first_step: d
 def _run_mnist(session, opts: WorkloadOptions, on_step: OnStep | None = None, *, sampler: str,
                weights: str | None) -> WorkloadResult:
     """`weights`: a shipped model's name, or None for the tiny random U-Net."""
-    from raympc.activations import stock
 
-    from . import quality, sampling
-    from .diffusion import Schedule
-    from .unet import UNetConfig, count_params, init_params
 
     tiny = weights is None
     if tiny:
@@ -77,8 +76,6 @@ def _run_mnist(session, opts: WorkloadOptions, on_step: OnStep | None = None, *,
         params = init_params(cfg, seed=1)[1]
         schedule, info = Schedule(steps=100), {"model": "tiny random U-Net"}
     else:
-        from .run_sample import load_model
-
         params, cfg, schedule, meta = load_model(weights)
         info = {"model": f"shipped {weights} weights"}
     info["parameters"] = count_params(params)
@@ -101,10 +98,6 @@ def _run_mnist(session, opts: WorkloadOptions, on_step: OnStep | None = None, *,
 
 
 def _run_sd(session, opts: WorkloadOptions, on_step: OnStep | None) -> WorkloadResult:
-    from raympc.activations import stock
-
-    from . import sampling, sd_unet
-    from .diffusion import Schedule, plan
 
     s = sd_unet.scale(opts.scale)
     params = sd_unet.init_params(s, opts.seed)
@@ -124,13 +117,11 @@ def _run_sd(session, opts: WorkloadOptions, on_step: OnStep | None) -> WorkloadR
         args = (params, latent, text, noises[0], *publics[0])
         kinds = _kinds(session, step, args, sd_unet.PUBLIC_STEP_ARGS, per_step[0], opts.seed)
     # latents are not images in [-1, 1]: PSNR over their own range
-    peak = float(np.ptp(plain)) or 1.0
-    mse = float(np.mean((secure - plain) ** 2))
-    quality = {"max_abs_error": float(np.abs(secure - plain).max()),
-               "psnr_db": [float("inf") if mse == 0 else float(10 * np.log10(peak ** 2 / mse))]}
+    closeness = {"max_abs_error": float(np.abs(secure - plain).max()),
+                 "psnr_db": [quality.psnr(secure, plain, peak=float(np.ptp(plain)) or 1.0, clip=None)]}
     info = {"model": f"SD U-Net, scale {opts.scale}, random weights", "parameters": sd_unet.count_params(params),
             "scale": s.describe()}
-    return WorkloadResult(per_step, compile_s, kinds, quality, secure, plain, info, images=False)
+    return WorkloadResult(per_step, compile_s, kinds, closeness, secure, plain, info, images=False)
 
 
 WORKLOADS: dict[str, Callable[..., WorkloadResult]] = {

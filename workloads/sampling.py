@@ -16,9 +16,10 @@ from typing import Callable
 
 import numpy as np
 
-from . import diffusion
-from .diffusion import Schedule, StepCoefficients
-from .unet import UNet, UNetConfig, time_features
+from raympc.runtime.values import Public, Secret
+from workloads import diffusion
+from workloads.diffusion import Schedule, StepCoefficients
+from workloads.unet import UNet, UNetConfig, time_features
 
 
 @dataclass
@@ -105,7 +106,6 @@ def run_secure(session, step: Callable, params, initial: np.ndarray, condition: 
     """Any model's denoising loop on the session's parties: `step(params, x, condition, noise,
     *public)` with the weights secret to "model", latent, condition and noise secret to "user".
     The latent never leaves the parties until the last step reveals it to the user."""
-    from raympc import Public, Secret
 
     w, y = Secret(params, owner="model"), Secret(condition, owner="user")
     start = time.perf_counter()

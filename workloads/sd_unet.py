@@ -12,11 +12,13 @@ the weights the model provider's; the timestep and the step's coefficients are p
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from workloads.diffusion import Schedule, ddim_coefficients
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,6 @@ PUBLIC_STEP_ARGS = (4, 5)  # t, abc
 
 def step_arguments(s: SDScale, params: Any, batch: int = 1, seed: int = 0, t: int = 500) -> tuple:
     """Example inputs of one step (latent NCHW, text embedding, noise, public t and coefficients)."""
-    from .diffusion import Schedule, ddim_coefficients
 
     rng = np.random.default_rng(seed)
     shape = (batch, s.latent_channels, s.sample_size, s.sample_size)
@@ -142,7 +143,3 @@ def step_arguments(s: SDScale, params: Any, batch: int = 1, seed: int = 0, t: in
     noise = np.zeros(shape, np.float32)
     c = ddim_coefficients(Schedule(), t, max(t - 20, -1), eta=0.0)
     return params, latent, text, noise, np.full((batch,), t, np.int32), np.asarray([c.a, c.b, c.c], np.float32)
-
-
-def with_scale(s: SDScale, **changes: Any) -> SDScale:
-    return replace(s, **changes)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,9 +17,11 @@ import optax
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from . import mnist_data, weights
-from .diffusion import Schedule
-from .unet import UNetConfig, count_params, init_params, time_features
+from workloads import mnist_data, weights
+from workloads.classifier import Classifier, predict
+from workloads.diffusion import Schedule
+from workloads.evaluate import sample_quality, summary
+from workloads.unet import UNetConfig, count_params, init_params, time_features
 
 LOG_EVERY = 250  # steps between log lines when the console is not a terminal
 
@@ -96,7 +97,6 @@ def train_diffusion(recipe: DiffusionRecipe = DiffusionRecipe(), name: str = "dd
                 console.log(f"step {i + 1}/{recipe.steps}, loss {np.mean(losses[-LOG_EVERY:]):.4f}, "
                             f"{time.time() - start:.0f} s")
     train_seconds = time.time() - start
-    from .evaluate import sample_quality, summary  # evaluate -> quality -> this module
 
     q = sample_quality(ema, recipe.model, recipe.schedule)
     meta = {"recipe": _jsonable(asdict(recipe)), "parameters": count_params(ema), "history": history,
@@ -107,17 +107,6 @@ def train_diffusion(recipe: DiffusionRecipe = DiffusionRecipe(), name: str = "dd
     console.print(f"saved {path} ({meta['parameters']:,} parameters, loss {meta['final_loss_last200']:.4f}, "
                   f"{meta['train_seconds']:.0f} s); plaintext samples: {summary(q)}")
     return meta
-
-
-class Classifier(nn.Module):
-    @nn.compact
-    def __call__(self, x, features: bool = False):
-        h = nn.relu(nn.Conv(16, (3, 3))(x))
-        h = nn.max_pool(h, (2, 2), (2, 2))
-        h = nn.relu(nn.Conv(32, (3, 3))(h))
-        h = nn.max_pool(h, (2, 2), (2, 2))
-        f = nn.relu(nn.Dense(64)(h.reshape(h.shape[0], -1)))
-        return f if features else nn.Dense(10)(f)
 
 
 def train_classifier(epochs: int = 2, batch: int = 128, seed: int = 0, name: str = "mnist-classifier",
@@ -150,11 +139,6 @@ def train_classifier(epochs: int = 2, batch: int = 128, seed: int = 0, name: str
     weights.save(params, name, meta)
     console.print(f"classifier test accuracy {accuracy:.4f}")
     return meta
-
-
-def predict(params, images: np.ndarray, batch: int = 1000) -> np.ndarray:
-    apply = jax.jit(lambda p, x: Classifier().apply(p, x))
-    return np.concatenate([np.asarray(apply(params, images[i:i + batch])).argmax(-1) for i in range(0, len(images), batch)])
 
 
 def _jsonable(d):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from raympc.errors import RaympcError
+from raympc.util.files import replace_atomically, write_json_atomically
+from workloads.diffusion import Schedule
+from workloads.unet import UNetConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -21,21 +23,10 @@ class WeightsError(RaympcError, RuntimeError):
 def save(params, name: str, meta: dict, directory: Path = WEIGHTS_DIR) -> Path:
     from safetensors.numpy import save_file
 
-    directory.mkdir(parents=True, exist_ok=True)
     flat = {"/".join(k): np.asarray(v, np.float32) for k, v in flatten_dict(params).items()}
-    path = directory / f"{name}.safetensors"
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(flat, str(tmp))
-    os.chmod(tmp, 0o644)
-    tmp.replace(path)  # never half-written
-    _write_meta(directory / f"{name}.json", meta)
+    path = replace_atomically(directory / f"{name}.safetensors", lambda tmp: save_file(flat, str(tmp)), mode=0o644)
+    write_json_atomically(directory / f"{name}.json", meta)
     return path
-
-
-def _write_meta(side: Path, meta: dict) -> None:
-    side_tmp = side.with_name(side.name + ".tmp")
-    side_tmp.write_text(json.dumps(meta, indent=1))
-    side_tmp.replace(side)
 
 
 def update_meta(name: str, directory: Path = WEIGHTS_DIR, **fields) -> dict:
@@ -45,7 +36,7 @@ def update_meta(name: str, directory: Path = WEIGHTS_DIR, **fields) -> dict:
     side = directory / f"{name}.json"
     meta = json.loads(side.read_text()) if side.exists() else {}
     meta.update(fields)
-    _write_meta(side, meta)
+    write_json_atomically(side, meta)
     return meta
 
 
@@ -63,3 +54,17 @@ def load(name: str, directory: Path = WEIGHTS_DIR) -> tuple[dict, dict]:
     meta_path = directory / f"{name}.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     return unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()}), meta
+
+
+def load_model(name: str = "ddpm-mnist") -> tuple[dict, UNetConfig, Schedule, dict]:
+    """A shipped MNIST U-Net: its parameters, model config, noise schedule and sidecar metadata.
+
+    Raises:
+        WeightsError: no such weights, or their file is damaged.
+    """
+    params, meta = load(name)
+    recipe = meta.get("recipe", {})
+    m = recipe.get("model", {})
+    cfg = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in m.items() if k != "extra"})
+    s = recipe.get("schedule", {})
+    return params, cfg, Schedule(**s), meta

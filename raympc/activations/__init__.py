@@ -6,11 +6,17 @@ Implementations: `spu-direct` (the stock JAX functions), `puma` (PUMA's piecewis
 plaintext reference.
 """
 
-from . import cipherdm, ours, puma, spu_direct  # noqa: F401 - registers the implementations
-from .policy import current, resolve, stock, use
-from .registry import ACTIVATIONS, REGISTRY, Implementation, get, implementations
-from .store import register_stored_fits
+from raympc.activations import (  # noqa: F401 - importing them registers the implementations
+    cipherdm,
+    ours,
+    puma,
+    spu_direct,  # noqa: F401 - registers the implementations
+)
+from raympc.activations.current import current
+from raympc.activations.policy import PolicyError, resolve, stock, use
+from raympc.activations.registry import ACTIVATIONS, REGISTRY, Implementation, get, implementations
+from raympc.activations.store import register_stored_fits
 
 register_stored_fits()
 
-__all__ = ["use", "stock", "current", "resolve", "get", "implementations", "Implementation", "REGISTRY", "ACTIVATIONS"]
+__all__ = ["use", "stock", "current", "resolve", "PolicyError", "get", "implementations", "Implementation", "REGISTRY", "ACTIVATIONS"]

@@ -30,7 +30,7 @@ from typing import Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from .. import fixed_point
+from raympc.runtime import fixed_point
 
 
 def bit(pred) -> jnp.ndarray:

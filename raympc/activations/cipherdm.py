@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from .registry import register
+from raympc.activations.registry import register
 
 EXP_CHEBYSHEV = (0.14021878, 0.27541278, 0.22122865, 0.14934221, 0.0907736, 0.04369614, 0.02087868, 0.00996535)
 

@@ -43,10 +43,10 @@ from dataclasses import asdict, dataclass, replace
 import jax.numpy as jnp
 import numpy as np
 
-from .. import fixed_point
-from ..fixed_point import FRACTION_BITS as SPU_FRACTION_BITS  # SPU's under FM64, raympc's default field
-from . import blocks
-from .exact import exact
+from raympc.activations import blocks
+from raympc.activations.exact import exact
+from raympc.runtime import fixed_point
+from raympc.runtime.fixed_point import FRACTION_BITS as SPU_FRACTION_BITS  # noqa: F401 - SPU's under FM64; re-exported
 
 FITTABLE = ("silu", "mish", "gelu_tanh", "gelu_erf")
 TAILS = ("clamp", "relu")

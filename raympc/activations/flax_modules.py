@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import flax.linen as nn
 
+from raympc.activations.current import current
+
 # Captured at import, before any policy rebinds `flax.linen.GroupNorm`.
 FLAX_GROUP_NORM = nn.GroupNorm
 
@@ -16,8 +18,6 @@ FLAX_GROUP_NORM = nn.GroupNorm
 class GroupNorm(FLAX_GROUP_NORM):
     @nn.compact
     def __call__(self, x, *, mask=None):
-        from .policy import current
-
         if mask is not None or self.reduction_axes is not None or self.axis_name is not None:
             raise NotImplementedError("the swapped-in GroupNorm supports neither masks, custom reduction "
                                       "axes nor axis_name; run this model with stock GroupNorm "

@@ -41,9 +41,9 @@ from functools import lru_cache
 import jax.numpy as jnp
 import numpy as np
 
-from .. import fixed_point
-from . import blocks
-from .fit import SPU_FRACTION_BITS, minimax_fit
+from raympc.activations import blocks
+from raympc.activations.fit import SPU_FRACTION_BITS, minimax_fit
+from raympc.runtime import fixed_point
 
 LO, HI = -14, 18  # octaves normalised exactly: v in [2^LO, 2^HI)
 RSQRT_PIECES, RSQRT_DEGREE = 2, 2  # per octave: 4.0e-4 relative (one quartic per octave: 1.7e-4)

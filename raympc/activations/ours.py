@@ -36,11 +36,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import jax.numpy as jnp
-
-from . import blocks, normalization
-from .fit import SPU_FRACTION_BITS, SignSplitFit, SquaringExp, fit_sign_split, fit_squaring_exp
-from .registry import register
+from raympc.activations import blocks, normalization
+from raympc.activations.fit import SPU_FRACTION_BITS, SignSplitFit, SquaringExp, fit_sign_split, fit_squaring_exp
+from raympc.activations.registry import register
 
 # (degree, limit below zero, limit above zero, tail): chosen by `raympc fit` scans, see the README.
 # Every design's coefficients are rounded to SPU's fixed point with refits (fit.py): same cost,

@@ -18,17 +18,12 @@ from typing import Iterator
 
 import jax
 
-from .registry import REGISTRY, get
+from raympc.activations.current import active_policies as _active
+from raympc.activations.flax_modules import GroupNorm
+from raympc.activations.registry import REGISTRY, get
+from raympc.errors import ConfigError
 
 _lock = threading.RLock()
-# The mapping of the innermost `use()`, for activations that jax.nn/flax do not provide (mish).
-_active: list[dict[str, str]] = []
-
-
-def current(activation: str):
-    """The implementation a model should call for `activation` now (spu-direct outside any `use`)."""
-    impl = _active[-1].get(activation, "spu-direct") if _active else "spu-direct"
-    return get(activation, impl).fn
 
 
 def _targets() -> list[tuple[object, str, str]]:
@@ -44,8 +39,6 @@ def _targets() -> list[tuple[object, str, str]]:
 def _binding(activation: str, impl: str):
     """What a target is rebound to: the function, or for GroupNorm the module that calls it."""
     if activation == "groupnorm":
-        from .flax_modules import GroupNorm
-
         return GroupNorm
     return get(activation, impl).fn
 
@@ -68,27 +61,42 @@ def file_stem(policy: str) -> str:
     return policy.replace(" ", "").replace(",", "_").replace("=", "-")
 
 
+class PolicyError(ConfigError):
+    """A policy string or mapping that names no registered implementation, or is malformed."""
+
+
 def resolve(policy: str | dict[str, str]) -> dict[str, str]:
     """Activation -> implementation, keeping only what the implementation provides.
 
-    A string names an implementation ("raympc": every activation it provides), activations
-    ("mish=raympc,softmax=spu-direct"), or both, the named ones overriding the implementation's
-    ("raympc,softmax=raympc-lean")."""
+    Args:
+        policy: an implementation ("raympc": every activation it provides), activations
+            ("mish=raympc,softmax=spu-direct"), or both, the named ones overriding the
+            implementation's ("raympc,softmax=raympc-lean"); or such a mapping as a dict.
+
+    Returns:
+        The mapping from activation name to implementation name.
+
+    Raises:
+        PolicyError: the string is malformed, or an activation or implementation is not registered.
+    """
     if isinstance(policy, str):
         items = [item.strip() for item in policy.split(",")]
         bases = [item for item in items if "=" not in item]
         pairs = [item.split("=", 1) for item in items if "=" in item]
         if len(bases) > 1 or any(not item for item in items) or any(not (a.strip() and i.strip()) for a, i in pairs):
-            raise KeyError(f"a policy is IMPL, ACTIVATION=IMPL[,...] or IMPL,ACTIVATION=IMPL[,...]; got {policy!r}")
+            raise PolicyError(f"a policy is IMPL, ACTIVATION=IMPL[,...] or IMPL,ACTIVATION=IMPL[,...]; got {policy!r}")
         mapping = {}
         if bases:
             mapping = {a: i for a, i in REGISTRY if i == bases[0]}
             if not mapping:
-                raise KeyError(f"no activations registered under {bases[0]!r}; "
-                               f"implementations: {sorted({i for _, i in REGISTRY})}")
+                raise PolicyError(f"no activations registered under {bases[0]!r}; "
+                                  f"implementations: {sorted({i for _, i in REGISTRY})}")
         policy = {**mapping, **{a.strip(): i.strip() for a, i in pairs}}
     for activation, impl in policy.items():
-        get(activation, impl)
+        try:
+            get(activation, impl)
+        except KeyError as exc:
+            raise PolicyError(exc.args[0]) from None
     return dict(policy)
 
 
@@ -140,6 +148,17 @@ def stock() -> Iterator[None]:
 
 @contextlib.contextmanager
 def use(policy: str | dict[str, str]) -> Iterator[dict[str, str]]:
+    """Swap the policy's implementations into every model traced inside the `with` block.
+
+    Args:
+        policy: as for `resolve` ("raympc", "silu=raympc", "raympc,softmax=raympc-lean", or a dict).
+
+    Yields:
+        The resolved mapping (activation -> implementation).
+
+    Raises:
+        PolicyError: as `resolve`.
+    """
     mapping = resolve(policy)
     _stock_bindings()
     bindings = [(mod, attr, _binding(activation, mapping[activation]))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from .registry import register
+from raympc.activations.registry import register
 
 _SILU_LEFT = (-0.3067541139982155, -0.0819767021525476, -0.0055465625580307)  # 1, x, x^2
 _SILU_MIDDLE = (0.0085064025895951, 0.5, 0.2281430841728270, -0.011113046708173, 0.0002743776353465)  # 1, x, x^2, x^4, x^6

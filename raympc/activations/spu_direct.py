@@ -11,7 +11,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .registry import register
+from raympc.activations.flax_modules import FLAX_GROUP_NORM
+from raympc.activations.registry import register
 
 _silu = jax.nn.silu
 _softmax = jax.nn.softmax
@@ -62,8 +63,6 @@ def rsqrt(v):
 @register("groupnorm", "spu-direct", None, (-4, 4),
           "flax.linen.GroupNorm's own maths: E[x^2] - E[x]^2 clamped at 0, then rsqrt")
 def groupnorm(x, num_groups: int = 32, scale=None, bias=None, epsilon: float = 1e-6):
-    from .flax_modules import FLAX_GROUP_NORM
-
     params = {k: v for k, v in (("scale", scale), ("bias", bias)) if v is not None}
     module = FLAX_GROUP_NORM(num_groups=num_groups, epsilon=epsilon,
                              use_scale=scale is not None, use_bias=bias is not None)

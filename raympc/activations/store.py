@@ -11,8 +11,9 @@ import os
 import warnings
 from pathlib import Path
 
-from .fit import SPU_FRACTION_BITS, SignSplitFit
-from .registry import register
+from raympc.activations.fit import SPU_FRACTION_BITS, SignSplitFit
+from raympc.activations.registry import register
+from raympc.util.files import write_json_atomically
 
 # SPU's truncations add at most a few 1e-4 to a fit whose coefficients are on its grid (the tests
 # hold every shipped form to 5e-4); rounding float coefficients is bounded separately below.
@@ -45,10 +46,7 @@ def save_fit(name: str, fit: SignSplitFit, path: Path | None = None) -> Path:
     raw: dict[str, list[dict]] = {}
     for (_, n), f in sorted(fits.items()):
         raw.setdefault(n, []).append(f.to_dict())
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(raw, indent=1))
-    tmp.replace(path)
-    return path
+    return write_json_atomically(path, raw)
 
 
 def as_function(fit: SignSplitFit):

@@ -18,12 +18,15 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from .. import activations as acts
-from ..activations.exact import exact
-from ..config import SpuConfig
-from ..metrics import RunMetrics
-from ..session import Session
-from .output import pyplot, write_results
+from raympc import activations as acts
+from raympc.activations.exact import exact
+from raympc.activations.recorded import load_inputs
+from raympc.errors import ConfigError
+from raympc.runtime.config import SpuConfig
+from raympc.runtime.metrics import RunMetrics
+from raympc.runtime.session import Session
+from raympc.util.figures import pyplot
+from raympc.util.results import write_results
 
 ELEMENTS = 65536
 SOFTMAX_ROW = 128
@@ -85,8 +88,6 @@ def bench_activations(elements: int = ELEMENTS, out: Path | None = None, console
     """`inputs` maps an activation to a .npy/.npz of recorded inputs (errors are also reported there);
     `only` limits the bench to some activations (every implementation of each, so the ratios keep
     their baselines); `ops` prints each implementation's cost by MPC kernel."""
-    from ..activations.fit_command import load_inputs
-    from ..errors import ConfigError
 
     console = console or Console()
     known = sorted({i.activation for i in acts.implementations()})

@@ -13,7 +13,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .output import pyplot, write_results
+from raympc.sweeps.netmodel import DEFAULT_PATH, Calibration, RunCost
+from raympc.sweeps.runner import run_sweep
+from raympc.sweeps.store import ResultStore
+from raympc.util.figures import pyplot
+from raympc.util.results import write_results
 
 SPEC = Path(__file__).resolve().parents[2] / "workloads" / "specs" / "netmodel.yaml"
 # One profile per term of the model: latency-bound, bandwidth-bound, and one where compute and the
@@ -23,8 +27,6 @@ FIT_PROFILES = ("1gbit,10ms", "50mbit,2ms", "1gbit,1ms")
 
 
 def _samples(rows: list[dict]):
-    from ..netmodel import RunCost
-
     for r in rows:
         if r.get("status") != "ok" or "reference_step" not in r:
             continue
@@ -33,8 +35,6 @@ def _samples(rows: list[dict]):
 
 
 def evaluate(rows: list[dict], fit_profiles: tuple[str, ...]) -> dict:
-    from ..netmodel import Calibration
-
     samples = list(_samples(rows))
     fit_on = [(c, p, t) for r, c, p, t in samples if p in fit_profiles]
     calib = Calibration.fit(fit_on, note=f"fitted by raympc bench netmodel on {sorted(fit_profiles)}")
@@ -53,10 +53,6 @@ def evaluate(rows: list[dict], fit_profiles: tuple[str, ...]) -> dict:
 
 def bench_netmodel(out: Path = Path("runs/bench/netmodel"), spec: Path = SPEC, fit: tuple[str, ...] = FIT_PROFILES,
                    install: bool = False, console: Console | None = None) -> dict:
-    from ..netmodel import DEFAULT_PATH, Calibration
-    from ..sweeps.runner import run_sweep
-    from ..sweeps.store import ResultStore
-
     console = console or Console()
     run_sweep(spec, out, parallel=1, console=console)  # one at a time: timings must not share cores
     rows = ResultStore(out).rows()

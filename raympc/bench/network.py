@@ -12,8 +12,9 @@ from rich.table import Table
 import netsim
 from netsim import PartyLink, ShapingError, shape
 from netsim.measure import LoopbackServer, measure_rtt, measure_throughput
-
-from .output import pyplot, write_results
+from netsim.sockets import split_host_port
+from raympc.util.figures import pyplot
+from raympc.util.results import write_results
 
 MAX_BYTES = 400 << 20
 
@@ -42,8 +43,7 @@ def bench_netsim(seconds: float = 1.5, out: Path | None = None, console: Console
                        "set_rtt_s": 2 * prof.default.delay_s}
                 try:
                     with shape(prof, links, backend) as s:
-                        host, port = s.address(0, 1).rsplit(":", 1)
-                        addr = (host, int(port))
+                        addr = split_host_port(s.address(0, 1))
                         row["rtt_s"] = measure_rtt(addr, 20)
                         row["throughput_bps"] = measure_throughput(addr, _bytes_for(prof.default.rate_bps, seconds))
                         row["notes"] = s.metadata()["notes"]

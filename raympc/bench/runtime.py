@@ -15,13 +15,12 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+from raympc.bench.link_latency import link_round_trips
+from raympc.runtime.session import Session
+from raympc.runtime.simulation import simulate_brpc_processes, simulate_in_ray
+from raympc.runtime.values import Secret
+from raympc.util.results import write_results
 from workloads.kernels import KERNELS
-
-from ..reference import simulate_brpc_processes, simulate_in_ray
-from .link_latency import link_round_trips
-from ..session import Session
-from ..values import Secret
-from .output import write_results
 
 
 def bench_runtime(scale: int = 8, repeats: int = 5, out: Path | None = None,

@@ -11,14 +11,20 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from .output import pyplot, write_results
+import raympc.activations
+import raympc.activations as acts
+import workloads.breakdown
+import workloads.sd_unet
+from raympc.activations.policy import file_stem
+from raympc.runtime.session import Session
+from raympc.runtime.values import Public, Secret
+from raympc.util.figures import pyplot
+from raympc.util.results import write_results
+from workloads import breakdown, extrapolate, sd_unet
 
 
 def measure_scale(session, name: str, activations: str, seed: int = 0):
     """One secure step of the SD U-Net at scale `name`, and the same step replayed kind by kind."""
-    import raympc.activations as acts
-    from raympc import Public, Secret
-    from workloads import breakdown, extrapolate, sd_unet
 
     s = sd_unet.scale(name)
     params = sd_unet.init_params(s, seed)
@@ -41,9 +47,6 @@ def code_fingerprint() -> str:
     layer recorder that replays and sizes its calls), so a cached measurement is not reused after
     any of them changes (the README once carried a table measured with an older GroupNorm that a
     rerun would have served from the cache)."""
-    import raympc.activations
-    import workloads.breakdown
-    import workloads.sd_unet
 
     files = sorted(Path(raympc.activations.__file__).parent.glob("*.py")) + \
         [Path(workloads.sd_unet.__file__), Path(workloads.breakdown.__file__)]
@@ -56,7 +59,6 @@ def code_fingerprint() -> str:
 def _still_valid(m, activations: str, code: str) -> bool:
     """Whether a cached measurement was taken with this code (`code_fingerprint()`), these
     activations and the scale as defined now."""
-    from workloads import sd_unet
 
     return (m.info.get("code") == code and m.info.get("activations") == activations
             # through JSON, as the cache stores it (tuples come back as lists)
@@ -65,8 +67,6 @@ def _still_valid(m, activations: str, code: str) -> bool:
 
 def abstract_sizes(name: str, activations: str) -> tuple[dict, int]:
     """Layer sizes of a scale from an abstract trace (nothing allocated): for sizes that cannot run."""
-    import raympc.activations as acts
-    from workloads import breakdown, extrapolate, sd_unet
 
     s = sd_unet.scale(name)
     params = sd_unet.abstract_params(s)
@@ -79,10 +79,6 @@ def abstract_sizes(name: str, activations: str) -> tuple[dict, int]:
 def bench_sd_scale(fit: tuple[str, ...] = ("tiny", "small", "medium"), holdout: tuple[str, ...] = ("wide",),
                    target: str = "sd-v1", activations: str = "raympc", out: Path | None = Path("runs/bench"),
                    console: Console | None = None) -> dict:
-    from raympc import Session
-    from raympc.activations.policy import file_stem
-    from workloads import extrapolate
-
     console = console or Console()
     stem = "sd-scale-" + file_stem(activations)
     cache = out / f"{stem}.measurements.jsonl" if out else None

@@ -25,18 +25,17 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from .output import write_results
+from raympc.cluster import emulated as emulate
+from raympc.sweeps.reservation import TASK_CPUS
+from raympc.sweeps.runner import run_sweep
+from raympc.sweeps.store import ResultStore
+from raympc.util.results import write_results
 
 PARALLEL = 3
 
 
 def bench_sweep_scale(points: int = 6, steps: int = 4, network: str = "wan", out: Path = Path("runs/bench/sweep-scale"),
                       shared_cores: bool = False, console: Console | None = None) -> dict:
-    from .. import emulate
-    from ..sweeps.reservation import TASK_CPUS
-    from ..sweeps.runner import run_sweep
-    from ..sweeps.store import ResultStore
-
     console = console or Console()
     out.mkdir(parents=True, exist_ok=True)
     spec = out / "spec.in.yaml"

@@ -15,12 +15,11 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from raympc.cluster.ray_instance import start_or_join
+from raympc.runtime.session import Session
+from raympc.runtime.values import Secret
+from raympc.util.results import write_results
 from workloads.kernels import KERNELS
-
-from ..cluster import start_or_join
-from ..session import Session
-from ..values import Secret
-from .output import write_results
 
 
 def bench_tls(scale: int = 8, repeats: int = 5, networks: tuple[str, ...] = ("unshaped", "wan"),

@@ -13,19 +13,29 @@ import platform
 import socket
 import time
 import traceback
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
-from .spec import PointParams
+import netsim
+from raympc import activations as acts
+from raympc.errors import PortInUseError
+from raympc.runtime.compiler import ProgramCache
+from raympc.runtime.config import PartySpec, SpuConfig
+from raympc.runtime.placement import Placement
+from raympc.runtime.session import Session
+from raympc.sweeps import references
+from raympc.sweeps.netmodel import Calibration, RunCost
+from raympc.sweeps.reservation import reservation
+from raympc.sweeps.spec import PointParams
+from workloads.registry import WorkloadOptions, run_workload
 
 if TYPE_CHECKING:
-    from ..placement import Placement
+    from raympc.runtime.placement import Placement
 
 def party_placement(params: PointParams, group) -> "Placement":
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    from ..placement import Placement
-    from .reservation import reservation
 
     options = [{"num_cpus": params.party_cpus, "num_gpus": 0, "resources": {},
                 "scheduling_strategy": PlacementGroupSchedulingStrategy(placement_group=group,
@@ -35,9 +45,6 @@ def party_placement(params: PointParams, group) -> "Placement":
 
 
 def _session(params: PointParams, placement, network: str | None):
-    from .. import Session
-    from ..config import PartySpec, SpuConfig
-
     return Session(spu_config=SpuConfig(protocol=params.protocol, field=params.field, exp_mode=params.exp_mode),
                    placement=placement, party_specs=PartySpec(num_cpus=params.party_cpus), network=network,
                    shaping=params.shaping, cache=_point_cache())
@@ -50,8 +57,6 @@ _CACHE = None
 def _point_cache():
     global _CACHE
     if _CACHE is None:
-        from ..compiler import ProgramCache
-
         _CACHE = ProgramCache()
     return _CACHE
 
@@ -59,8 +64,6 @@ def _point_cache():
 def _in_session(params: PointParams, placement, network: str | None, work: Callable[[Any], Any]) -> Any:
     """`work(session)` in a fresh session; once more in another if the first could not set up its
     links because another program took a chosen port first (a race no port check can close)."""
-    from .. import activations as acts
-    from ..errors import PortInUseError
 
     for attempt in (1, 2):
         try:
@@ -85,11 +88,8 @@ REFERENCE_STEPS = 3
 def _measure_reference(params: PointParams, placement, opts) -> dict[str, Any]:
     """Unshaped reference steps of the point's program (a session of its own on the same
     reservation). The fastest step stands for compute: noise on a shared machine only adds time."""
-    from dataclasses import replace
 
-    from workloads.registry import run_workload
 
-    from ..netmodel import RunCost
 
     reference = replace(opts, steps=REFERENCE_STEPS, breakdown=False)
     steps = _in_session(params, placement, None, lambda session: run_workload(params.workload, session, reference)).per_step
@@ -99,7 +99,6 @@ def _measure_reference(params: PointParams, placement, opts) -> dict[str, Any]:
 
 def _prediction(params: PointParams, reference: dict[str, Any]) -> dict[str, Any]:
     """The analytic model's prediction of the shaped run from its unshaped reference step."""
-    from ..netmodel import Calibration, RunCost
 
     cost = RunCost.from_dict(reference, network="unshaped")
     predicted = Calibration.load().predict(cost, params.profile)
@@ -120,11 +119,8 @@ def execute(params_dict: dict[str, Any], group, reporter=None, board=None) -> di
     Without a board the point measures its own."""
     import ray
 
-    import netsim
 
-    from workloads.registry import WorkloadOptions, run_workload
 
-    from . import references
 
     params = PointParams(**params_dict)
     started = time.time()

@@ -19,7 +19,7 @@ import hashlib
 import json
 from typing import Any, Callable
 
-from .spec import PointParams
+from raympc.sweeps.spec import PointParams
 
 # What a point's step program and its compute time do not depend on.
 NETWORK_ONLY_FIELDS = ("network", "rate", "rtt", "shaping", "seed", "steps", "breakdown")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .spec import PointParams
+from raympc.sweeps.spec import PointParams
 
 TASK_CPUS = 1.0
 

@@ -20,9 +20,14 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .reservation import reservation
-from .spec import PointParams, expand, load_spec, select
-from .store import ResultStore
+from raympc.cluster.ray_instance import start_or_join
+from raympc.errors import PlacementError
+from raympc.sweeps.point import execute
+from raympc.sweeps.references import start_board
+from raympc.sweeps.reservation import reservation
+from raympc.sweeps.spec import PointParams, expand, load_spec, select
+from raympc.sweeps.store import ResultStore
+
 
 @dataclass
 class SweepSummary:
@@ -66,7 +71,6 @@ def check_room(points: list[PointParams]) -> None:
     """Fail before anything runs if some point's reservation can never fit this cluster."""
     import ray
 
-    from ..errors import PlacementError
 
     cpus = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"]]
     for p in {(p.placement, p.party_cpus): p for p in points}.values():
@@ -92,9 +96,6 @@ def run_sweep(spec_path: Path, out: Path, address: str | None = None, parallel: 
               console: Console | None = None, only: dict[str, str] | None = None) -> SweepSummary:
     import ray
     from ray.util.placement_group import placement_group, remove_placement_group
-    from ..cluster import start_or_join
-    from .point import execute
-    from .references import start_board
 
     console = console or Console()
     spec = load_spec(spec_path)

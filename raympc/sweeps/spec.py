@@ -27,7 +27,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import ConfigError
+import netsim
+from raympc.activations.policy import PolicyError, resolve
+from raympc.errors import ConfigError
+from raympc.runtime.protocols import EXP_MODES, FIELDS, PROTOCOLS
+from workloads.registry import WORKLOADS
+from workloads.sd_unet import SCALES
 
 
 class SpecError(ConfigError):
@@ -36,11 +41,7 @@ class SpecError(ConfigError):
 
 def _choices() -> dict[str, list[str]]:
     """Allowed values of the enumerated fields, from the registries they come from."""
-    import netsim
-    from workloads.registry import WORKLOADS
-    from workloads.sd_unet import SCALES
 
-    from ..protocols import EXP_MODES, FIELDS, PROTOCOLS
 
     return {
         "workload": sorted(WORKLOADS),
@@ -88,19 +89,15 @@ class PointParams(BaseModel):
     @classmethod
     def _policy(cls, v: str) -> str:
         """An implementation, or one with per-activation overrides (activations.policy.resolve)."""
-        from ..activations.policy import resolve
-
         try:
             resolve(v)
-        except KeyError as exc:
-            raise ValueError(exc.args[0]) from None
+        except PolicyError as exc:
+            raise ValueError(str(exc)) from None
         return v
 
     @field_validator("network")
     @classmethod
     def _network(cls, v: str) -> str:
-        import netsim
-
         try:
             netsim.resolve(v)
         except netsim.ProfileError as exc:
@@ -110,8 +107,6 @@ class PointParams(BaseModel):
     @field_validator("rate", "rtt", mode="before")
     @classmethod
     def _quantity(cls, v: Any, info) -> str | None:
-        import netsim
-
         if v is None:
             return None
         try:
@@ -131,7 +126,6 @@ class PointParams(BaseModel):
     @property
     def profile(self) -> str:
         """The network profile string a Session takes."""
-        import netsim
 
         if self.rate is None and self.rtt is None:
             return self.network

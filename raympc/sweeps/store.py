@@ -12,6 +12,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from raympc.util.files import replace_atomically, write_text_atomically
+
 RESULTS = "results.jsonl"
 
 
@@ -66,9 +70,7 @@ class ResultStore:
     def drop(self, point_ids: set[str]) -> None:
         """Rewrite the log without these points (atomically), e.g. failed points to retry."""
         keep = [r for r in self.rows() if r["point_id"] not in point_ids]
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r, default=_plain) + "\n" for r in keep))
-        os.replace(tmp, self.path)
+        write_text_atomically(self.path, "".join(json.dumps(r, default=_plain) + "\n" for r in keep))
 
     def frame(self):
         """One flat row per point: nested fields become dotted columns (breakdown.activation.send_bytes)."""
@@ -88,16 +90,11 @@ class ResultStore:
         written = []
         for name, write in (("results.csv", lambda p: df.to_csv(p, index=False)),
                             ("results.parquet", lambda p: df.to_parquet(p, index=False))):
-            tmp = self.out / f".{name}.tmp"
-            write(tmp)
-            os.replace(tmp, self.out / name)
-            written.append(self.out / name)
+            written.append(replace_atomically(self.out / name, write))
         return written
 
 
 def _plain(v: Any) -> Any:
-    import numpy as np
-
     if isinstance(v, np.generic):
         return v.item()
     if isinstance(v, np.ndarray):

@@ -1,0 +1,55 @@
+"""What every command module shares: the console, and parsers for values several commands take."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from raympc.activations.policy import PolicyError, resolve
+from raympc.errors import ConfigError
+
+# The `add_parser` hook of `raympc`'s sub-command table.
+Subparsers = argparse._SubParsersAction
+
+
+def make_console() -> Console:
+    """Rich squeezes tables to 80 columns when output is not a terminal (CI logs, files): widen it."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
+def policy(text: str) -> str:
+    """An `--activations` value, checked now: 'raympc', 'mish=raympc,softmax=spu-direct' or
+    'raympc,softmax=raympc-lean' (activations.policy.resolve)."""
+    try:
+        resolve(text)
+    except PolicyError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def names(text: str) -> tuple[str, ...]:
+    """A comma-separated list ('unshaped,wan') as a tuple, without empty items."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def assignments(pairs: list[str] | None, flag: str) -> dict[str, str]:
+    """Repeated `KEY=VALUE` flags as a dict.
+
+    Raises:
+        ConfigError: an item without '=' or with an empty key or value.
+    """
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(f"{flag} takes KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def out_dir(parser: argparse.ArgumentParser, default: str, what: str = "results") -> None:
+    """The `--out DIR` flag every writing command takes."""
+    parser.add_argument("--out", type=Path, default=Path(default), help=f"directory for the {what} (default {default})")

@@ -1,0 +1,27 @@
+"""`raympc record-inputs`: a shipped U-Net's activation inputs, recorded during plaintext DDIM."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from raympc.commands.common import Subparsers
+from workloads.record_inputs import record_inputs
+
+
+def register(sub: Subparsers) -> None:
+    p = sub.add_parser("record-inputs", help="record a shipped U-Net's activation inputs during plaintext DDIM")
+    p.add_argument("--out", type=Path, default=Path("runs/inputs"), help="directory for ACTIVATION.npy files")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--batch", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", choices=["ddpm-mnist", "ddpm-mnist-mish"], default="ddpm-mnist",
+                   help="which shipped U-Net to run: its SiLU or Mish inputs are recorded")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    summary = record_inputs(args.out, steps=args.steps, batch=args.batch, seed=args.seed, model=args.model)
+    for name, stats in summary.items():
+        print(f"{name}: {stats['count']:,} values in [{stats['min']:.2f}, {stats['max']:.2f}] "
+              f"(1-99%: {stats['p01']:.2f} .. {stats['p99']:.2f}) -> {args.out / (name + '.npy')}")
