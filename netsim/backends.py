@@ -258,7 +258,21 @@ def choose_backend(profile: NetworkProfile, caps: Capabilities | None = None) ->
 
 
 def shape(profile: NetworkProfile, links: list[PartyLink], backend: str = "auto") -> Shaping:
-    """Apply `profile` to `links` with `backend` ('auto' probes the machine)."""
+    """Shape every link of `links` as `profile` says, until the returned shaping is closed.
+
+    Args:
+        profile: the rate, delay, jitter and loss per directed link (`netsim.resolve("wan")`).
+        links: the directed links, each a source rank, destination rank and destination address.
+        backend: "relay", "tc", "tc+relay", "none", or "auto" (probes the machine and says why).
+
+    Returns:
+        A `Shaping` (a context manager): `address(src, dst)` is where `src` must dial `dst`,
+        `counters()` the bytes per link, `metadata()` what was applied, `close()` undoes it all.
+
+    Raises:
+        ShapingError: the backend is unknown, or cannot apply the profile here (no root, no netem
+            for delay through tc, `lo` already shaped by somebody else).
+    """
     caps = probe()
     if backend == "auto":
         backend, why = choose_backend(profile, caps)

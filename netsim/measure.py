@@ -9,6 +9,8 @@ import struct
 import threading
 import time
 
+from pyroute2 import netns as pyroute2_netns
+
 from netsim.sockets import stop_listening
 
 
@@ -140,8 +142,6 @@ def measure_rtt(address: tuple[str, int], pings: int = 20, timeout: float = 30.0
 
 
 def _in_netns(netns: str, fn, args: tuple, out) -> None:
-    from pyroute2 import netns as pyroute2_netns
-
     pyroute2_netns.setns(netns)
     try:
         out.put(("ok", fn(*args)))
@@ -180,8 +180,6 @@ def serve_in_netns(netns: str, host: str, port: int):
 
 
 def _serve(netns: str, host: str, port: int, ready) -> None:
-    from pyroute2 import netns as pyroute2_netns
-
     pyroute2_netns.setns(netns)
     server = LoopbackServer(host, port)
     ready.put("ready")

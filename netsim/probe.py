@@ -40,7 +40,7 @@ def probe() -> Capabilities:
 def probe_here() -> Capabilities:
     """Try htb and netem on the loopback of a throwaway namespace, in this process."""
     root = os.geteuid() == 0
-    try:
+    try:  # deferred into the probe: a missing or broken pyroute2 is a capability it reports, not a crash
         from pyroute2 import NetNS, netns
         from pyroute2.netlink.exceptions import NetlinkError
     except ImportError as exc:

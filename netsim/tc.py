@@ -15,6 +15,9 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Iterable
 
+from pyroute2 import IPRoute, NetNS
+from pyroute2.netlink.exceptions import NetlinkError
+
 from netsim.profile import LinkShape
 
 ETH_P_IP = 0x0800
@@ -51,11 +54,7 @@ def peer_ip_match(ip: str) -> tuple[str, ...]:
 
 def _ipr(netns: str | None = None):
     if netns is not None:
-        from pyroute2 import NetNS
-
         return NetNS(netns)
-    from pyroute2 import IPRoute
-
     return IPRoute()
 
 
@@ -91,8 +90,6 @@ def _burst(rate_bps: float) -> int:
 
 def apply(links: Iterable[TcLink], use_netem: bool, ifname: str = "lo", netns: str | None = None) -> None:
     """Install the htb tree on `ifname`. Caller has checked that its root is the default qdisc."""
-    from pyroute2.netlink.exceptions import NetlinkError
-
     with _ipr(netns) as ipr:
         idx = if_index(ipr, ifname)
         try:

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def _raympc(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "raympc.cli", *args], capture_output=True, text=True,
@@ -24,15 +26,17 @@ def test_kernel_demo_reports_errors_and_metrics(tmp_path):
     proc = _raympc("demo", "--kernels", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "secure vs plaintext" in proc.stdout
-    summary = json.loads((tmp_path / "demo.json").read_text())
+    summary = json.loads((tmp_path / "kernels.json").read_text())
+    assert summary["provenance"]["command"].startswith("raympc demo --kernels")
     for kernel in summary["kernels"].values():
         assert max(kernel["max_abs_error"]) < 1e-2
         assert kernel["metrics"]["send_bytes"] > 0
         assert len(kernel["metrics"]["ranks"]) == 3
 
 
-def test_bad_protocol_is_a_clean_error():
-    proc = _raympc("demo", "--kernels", "--protocol", "nope")
+@pytest.mark.parametrize("mode", [["--kernels"], ["--steps", "1"]])
+def test_bad_protocol_is_a_clean_error_in_either_demo(mode):
+    proc = _raympc("demo", *mode, "--protocol", "nope")
     assert proc.returncode == 1
     assert "unknown protocol 'nope'" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -45,9 +49,9 @@ def test_missing_weights_are_a_clean_error():
     assert "Traceback" not in proc.stderr
 
 
-def test_unknown_activation_policy_is_a_clean_error():
+def test_unknown_activation_policy_is_a_usage_error():
     proc = _raympc("evaluate", "ddpm-mnist", "--activations", "mish=nope")
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "no implementation 'nope' of 'mish'" in proc.stderr
     assert "Traceback" not in proc.stderr
 

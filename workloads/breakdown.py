@@ -25,6 +25,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+import flax.linen as nn
+import flax.linen.activation as act
 import jax
 import numpy as np
 
@@ -181,9 +183,6 @@ def _wrap_activation(name: str, fn: Callable) -> Callable:
 
 @contextlib.contextmanager
 def _recording() -> Iterator[_Recorder]:
-    import flax.linen as nn
-    import flax.linen.activation as act
-
 
     rec = _Recorder()
     saved: list[tuple[Any, str, Any]] = []

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.optimize import nnls
 
 from workloads.breakdown import KINDS, LayerCall
 
@@ -73,8 +74,6 @@ class Measurement:
 
 
 def _nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    from scipy.optimize import nnls
-
     # scale columns so tiny and huge sizes get equal footing in the solver
     norm = np.where(a.max(axis=0) > 0, a.max(axis=0), 1.0)
     coef, _ = nnls(a / norm, b)

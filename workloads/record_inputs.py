@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import flax.linen as nn
 import jax
 import numpy as np
 
@@ -48,7 +49,6 @@ def record_inputs(out: Path, steps: int = 10, batch: int = 10, seed: int = 0, ma
         return softmax(x, axis=axis)
 
     step = sampling.step_function(cfg)
-    import flax.linen as nn
 
     # The U-Net looks SiLU and softmax up on jax.nn / flax.linen and Mish through acts.current at
     # call time, so rebinding those names reaches every layer.

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import jax
 import numpy as np
 
 from raympc.runtime.values import Public, Secret
@@ -70,7 +71,6 @@ def step_arguments(params, cfg: UNetConfig, coeff: StepCoefficients, inputs: Sam
 def run_plain(step: Callable, params, initial: np.ndarray, condition: np.ndarray, noises: list[np.ndarray],
               publics: list[tuple]) -> np.ndarray:
     """Any model's denoising loop in plaintext: `step(params, x, condition, noise, *public)`."""
-    import jax
 
     jitted = jax.jit(step)
     x = initial

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from workloads.diffusion import Schedule, ddim_coefficients
@@ -40,6 +42,8 @@ class SDScale:
         return ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (len(self.block_out_channels) - 1)
 
     def model(self):
+        # deferred: diffusers takes over a second to import and prints a deprecation notice; only the SD
+        # workload needs it
         from diffusers import FlaxUNet2DConditionModel
         from diffusers.utils import logging as diffusers_logging
 
@@ -82,20 +86,17 @@ def scale(name_or_scale: str | SDScale) -> SDScale:
 
 def abstract_params(s: SDScale) -> Any:
     """Parameter shapes without allocating them (the full model has 860M parameters)."""
-    import jax
 
     return jax.eval_shape(lambda: s.model().init_weights(jax.random.PRNGKey(0)))
 
 
 def init_params(s: SDScale, seed: int = 0) -> Any:
-    import jax
-
     return s.model().init_weights(jax.random.PRNGKey(seed))
 
 
 def load_params(directory: Path, s: SDScale) -> Any:
     """Real weights from a local diffusers checkpoint (`unet/` subfolder or the folder itself)."""
-    from diffusers import FlaxUNet2DConditionModel
+    from diffusers import FlaxUNet2DConditionModel  # deferred: see SDScale.model
 
     directory = Path(directory)
     sub = "unet" if (directory / "unet").is_dir() else None
@@ -111,14 +112,11 @@ def load_params(directory: Path, s: SDScale) -> Any:
 
 
 def count_params(params: Any) -> int:
-    import jax
-
     return int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))
 
 
 def step_function(s: SDScale) -> Callable:
     """One DDIM step: eps = U-Net(latent, t, text); latent' = a * latent + b * eps + c * noise."""
-    import jax.numpy as jnp
 
     model = s.model()
 

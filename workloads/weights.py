@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
 
 from raympc.errors import RaympcError
 from raympc.util.files import replace_atomically, write_json_atomically
@@ -21,8 +23,6 @@ class WeightsError(RaympcError, RuntimeError):
 
 
 def save(params, name: str, meta: dict, directory: Path = WEIGHTS_DIR) -> Path:
-    from safetensors.numpy import save_file
-
     flat = {"/".join(k): np.asarray(v, np.float32) for k, v in flatten_dict(params).items()}
     path = replace_atomically(directory / f"{name}.safetensors", lambda tmp: save_file(flat, str(tmp)), mode=0o644)
     write_json_atomically(directory / f"{name}.json", meta)
@@ -41,9 +41,6 @@ def update_meta(name: str, directory: Path = WEIGHTS_DIR, **fields) -> dict:
 
 
 def load(name: str, directory: Path = WEIGHTS_DIR) -> tuple[dict, dict]:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
     path = directory / f"{name}.safetensors"
     if not path.exists():
         raise WeightsError(f"no weights {path}; train them with `raympc train` or check the checkout")

@@ -16,6 +16,8 @@ import contextlib
 import threading
 from typing import Iterator
 
+import flax.linen as nn
+import flax.linen.activation as act
 import jax
 
 from raympc.activations.current import active_policies as _active
@@ -28,8 +30,6 @@ _lock = threading.RLock()
 
 def _targets() -> list[tuple[object, str, str]]:
     """(module, attribute, activation) that a policy rebinds."""
-    import flax.linen as nn
-    import flax.linen.activation as act
 
     pairs = [("silu", "silu"), ("swish", "silu"), ("softmax", "softmax")]
     targets = [(mod, attr, a) for mod in (jax.nn, nn, act) for attr, a in pairs if hasattr(mod, attr)]
@@ -101,9 +101,6 @@ def resolve(policy: str | dict[str, str]) -> dict[str, str]:
 
 
 def _gelu_modules() -> tuple[object, ...]:
-    import flax.linen as nn
-    import flax.linen.activation as act
-
     return (jax.nn, nn, act)
 
 

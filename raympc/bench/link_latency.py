@@ -8,6 +8,8 @@ import socket
 import threading
 import time
 
+import spu.libspu as libspu
+
 PINGS = 1000
 
 
@@ -33,8 +35,6 @@ def _ping_pong(link, rank: int, pings: int) -> float:
 
 
 def _brpc_party(rank: int, ports: list[int], pings: int, out) -> None:
-    import spu.libspu as libspu
-
     desc = libspu.link.Desc()
     for i, p in enumerate(ports):
         desc.add_party(f"p{i}", f"127.0.0.1:{p}")
@@ -55,8 +55,6 @@ def brpc_rtt(pings: int = PINGS) -> float:
 
 
 def mem_rtt(pings: int = PINGS) -> float:
-    import spu.libspu as libspu
-
     desc = libspu.link.Desc()
     for i in range(2):
         desc.add_party(f"p{i}", f"thread{i}")

@@ -79,33 +79,17 @@ def abstract_sizes(name: str, activations: str) -> tuple[dict, int]:
 def bench_sd_scale(fit: tuple[str, ...] = ("tiny", "small", "medium"), holdout: tuple[str, ...] = ("wide",),
                    target: str = "sd-v1", activations: str = "raympc", out: Path | None = Path("runs/bench"),
                    console: Console | None = None) -> dict:
+    """Measure the SD U-Net's secure step at the `fit` and `holdout` scales, fit a linear cost model
+    on `fit`, check it on `holdout` and extrapolate it to `target` (sizes from an abstract trace).
+
+    Returns:
+        The fitted model, every measurement, the held-out checks and the target's prediction;
+        also written to `out/sd-scale-POLICY.json` with a figure. Measured scales are cached in
+        `out/sd-scale-POLICY.measurements.jsonl` and reused while the code and scales are unchanged.
+    """
     console = console or Console()
     stem = "sd-scale-" + file_stem(activations)
-    cache = out / f"{stem}.measurements.jsonl" if out else None
-    done: dict[str, extrapolate.Measurement] = {}
-    cached: set[str] = set()
-    if cache is not None and cache.exists():
-        code = code_fingerprint()
-        for line in cache.read_text().splitlines():
-            m = extrapolate.Measurement.from_dict(json.loads(line))
-            cached.add(m.name)
-            if _still_valid(m, activations, code):
-                done[m.name] = m
-        stale = [n for n in (*fit, *holdout) if n in cached and n not in done]
-        if stale:
-            console.print(f"measuring again (code or scale changed since cached): {', '.join(stale)}")
-    todo = [n for n in (*fit, *holdout) if n not in done]
-    if todo:
-        with Session() as session, Progress(console=console) as bar:
-            task = bar.add_task(f"secure SD U-Net steps ({activations})", total=len(todo))
-            for name in todo:
-                bar.update(task, description=f"scale {name}: step and per-kind replay")
-                done[name] = measure_scale(session, name, activations)
-                if cache is not None:
-                    cache.parent.mkdir(parents=True, exist_ok=True)
-                    with cache.open("a") as f:
-                        f.write(json.dumps(done[name].to_dict()) + "\n")
-                bar.advance(task)
+    done = _measurements((*fit, *holdout), activations, out / f"{stem}.measurements.jsonl" if out else None, console)
     model = extrapolate.CostModel.fit([done[n] for n in fit])
     checks = {n: {"predicted": model.predict(done[n].sizes), "measured": done[n].to_dict(),
                   "relative_error": extrapolate.relative_errors(model.predict(done[n].sizes), done[n])}
@@ -114,8 +98,42 @@ def bench_sd_scale(fit: tuple[str, ...] = ("tiny", "small", "medium"), holdout: 
     result = {"activations": activations, "model": model.to_dict(),
               "measured": {n: done[n].to_dict() for n in (*fit, *holdout)}, "holdout": checks,
               "target": {"name": target, "parameters": params, "sizes": sizes, "predicted": model.predict(sizes)}}
+    console.print(_table(result, model, done, fit, holdout))
+    write_results(out, stem, result, console, lambda path: _plot(result, done, path))
+    return result
 
-    table = Table(title=f"SD U-Net secure step, {activations} activations: measured, and predicted from {', '.join(fit)}")
+
+def _measurements(names: tuple[str, ...], activations: str, cache: Path | None,
+                  console: Console) -> dict[str, extrapolate.Measurement]:
+    """Each scale's measured step: from the cache where still valid, else measured now (and cached)."""
+    done: dict[str, extrapolate.Measurement] = {}
+    if cache is not None and cache.exists():
+        code = code_fingerprint()
+        cached = [extrapolate.Measurement.from_dict(json.loads(line)) for line in cache.read_text().splitlines()]
+        done = {m.name: m for m in cached if _still_valid(m, activations, code)}
+        stale = [n for n in names if n in {m.name for m in cached} and n not in done]
+        if stale:
+            console.print(f"measuring again (code or scale changed since cached): {', '.join(stale)}")
+    todo = [n for n in names if n not in done]
+    if not todo:
+        return done
+    with Session() as session, Progress(console=console) as bar:
+        task = bar.add_task(f"secure SD U-Net steps ({activations})", total=len(todo))
+        for name in todo:
+            bar.update(task, description=f"scale {name}: step and per-kind replay")
+            done[name] = measure_scale(session, name, activations)
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                with cache.open("a") as f:
+                    f.write(json.dumps(done[name].to_dict()) + "\n")
+            bar.advance(task)
+    return done
+
+
+def _table(result: dict, model: extrapolate.CostModel, done: dict[str, extrapolate.Measurement],
+           fit: tuple[str, ...], holdout: tuple[str, ...]) -> Table:
+    table = Table(title=f"SD U-Net secure step, {result['activations']} activations: measured, and predicted "
+                        f"from {', '.join(fit)}")
     for c in ("scale", "params", "MB measured", "MB predicted", "err", "actions meas.", "actions pred.", "err",
               "time s meas.", "time s pred.", "err"):
         table.add_column(c, justify="right")
@@ -126,33 +144,32 @@ def bench_sd_scale(fit: tuple[str, ...] = ("tiny", "small", "medium"), holdout: 
                       f"{m['send_bytes'] / 1e6:.1f}", f"{p['send_bytes'] / 1e6:.1f}", f"{e['send_bytes']:+.1%}",
                       f"{m['send_actions']:,}", f"{p['send_actions']:,.0f}", f"{e['send_actions']:+.1%}",
                       f"{m['time_s']:.1f}", f"{p['time_s']:.1f}", f"{e['time_s']:+.1%}")
-    t = result["target"]["predicted"]["total"]
-    table.add_row(f"{target} (extrapolated)", f"{params:,}", "", f"{t['send_bytes'] / 1e6:,.0f}", "", "",
-                  f"{t['send_actions']:,.0f}", "", "", f"{t['time_s']:,.0f}", "", style="bold")
-    console.print(table)
+    target = result["target"]
+    t = target["predicted"]["total"]
+    table.add_row(f"{target['name']} (extrapolated)", f"{target['parameters']:,}", "", f"{t['send_bytes'] / 1e6:,.0f}",
+                  "", "", f"{t['send_actions']:,.0f}", "", "", f"{t['time_s']:,.0f}", "", style="bold")
+    return table
 
-    def plot(path: Path) -> None:
-        plt = pyplot()
-        kinds = [*extrapolate.KINDS, "other"]
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        for name in holdout:
-            meas = [done[name].kinds[k]["send_bytes"] / 1e6 for k in kinds]
-            pred = [checks[name]["predicted"][k]["send_bytes"] / 1e6 for k in kinds]
-            xs = range(len(kinds))
-            axes[0].bar([x - 0.2 for x in xs], meas, 0.4, label=f"{name} measured")
-            axes[0].bar([x + 0.2 for x in xs], pred, 0.4, label=f"{name} predicted")
-            axes[0].set_xticks(list(xs), kinds, rotation=20)
-        axes[0].set_ylabel("MB sent (3 ranks)")
-        axes[0].set_title("held-out scale: per kind")
-        axes[0].legend()
-        tp = result["target"]["predicted"]
-        axes[1].bar(kinds, [tp[k]["send_bytes"] / 1e9 for k in kinds])
-        axes[1].set_ylabel("GB sent (3 ranks)")
-        axes[1].set_title(f"{target}: one step, extrapolated")
-        axes[1].tick_params(axis="x", rotation=20)
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
 
-    write_results(out, stem, result, console, plot)
-    return result
+def _plot(result: dict, done: dict[str, extrapolate.Measurement], path: Path) -> None:
+    plt = pyplot()
+    kinds = [*extrapolate.KINDS, "other"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, check in result["holdout"].items():
+        meas = [done[name].kinds[k]["send_bytes"] / 1e6 for k in kinds]
+        pred = [check["predicted"][k]["send_bytes"] / 1e6 for k in kinds]
+        xs = range(len(kinds))
+        axes[0].bar([x - 0.2 for x in xs], meas, 0.4, label=f"{name} measured")
+        axes[0].bar([x + 0.2 for x in xs], pred, 0.4, label=f"{name} predicted")
+        axes[0].set_xticks(list(xs), kinds, rotation=20)
+    axes[0].set_ylabel("MB sent (3 ranks)")
+    axes[0].set_title("held-out scale: per kind")
+    axes[0].legend()
+    tp = result["target"]["predicted"]
+    axes[1].bar(kinds, [tp[k]["send_bytes"] / 1e9 for k in kinds])
+    axes[1].set_ylabel("GB sent (3 ranks)")
+    axes[1].set_title(f"{result['target']['name']}: one step, extrapolated")
+    axes[1].tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psutil
+import ray
+from pyroute2 import IPRoute, NetNS, netns
 
 from netsim.sockets import split_host_port
 from raympc.cluster import cpu_share
@@ -89,16 +91,12 @@ def _enter_node(netns_name: str | None, cgroup: str | None):
         if cgroup is not None:
             cpu_share.join(cgroup)
         if netns_name is not None:
-            from pyroute2 import netns
-
             netns.setns(netns_name)
         os.setsid()
     return enter
 
 
 def _make_network(nodes: int, state: EmulatedCluster) -> None:
-    from pyroute2 import IPRoute, NetNS, netns
-
     with IPRoute() as ipr:
         ipr.link("add", ifname=BRIDGE, kind="bridge")
         state.links.append(BRIDGE)
@@ -150,8 +148,6 @@ def _wait_for_gcs(address: str, proc: subprocess.Popen) -> None:
 
 
 def _wait_for_node_count(expected: int, procs: list[subprocess.Popen]) -> None:
-    import ray
-
     deadline = time.monotonic() + NODE_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if sum(n["Alive"] for n in ray.nodes()) >= expected:
@@ -167,8 +163,6 @@ def namespaces_possible() -> tuple[bool, str]:
     if os.geteuid() != 0:
         return False, "not root"
     try:
-        from pyroute2 import netns
-
         netns.listnetns()
     except Exception as exc:  # noqa: BLE001 - any failure means: no namespaces here
         return False, f"network namespaces unavailable ({exc})"
@@ -244,7 +238,6 @@ def up(nodes: int = 3, cpus_per_node: int = 1, mode: str = "auto", cpu_share_cor
 @contextlib.contextmanager
 def _connected(state: EmulatedCluster):
     """A driver connection to the emulated cluster, with its token, restoring this process's auth after."""
-    import ray
 
     saved = {k: os.environ.get(k) for k in state.env()}
     use_auth_env(state.env())
@@ -279,14 +272,10 @@ def _record(state: EmulatedCluster, procs: list[subprocess.Popen]) -> None:
 
 
 def _existing_netns() -> list[str]:
-    from pyroute2 import netns
-
     return sorted(n for n in netns.listnetns() if n.startswith(NETNS_PREFIX))
 
 
 def _existing_links() -> list[str]:
-    from pyroute2 import IPRoute
-
     with IPRoute() as ipr:
         names = [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()]
     return sorted(n for n in names if n and n.startswith(LINK_PREFIX))
@@ -334,8 +323,6 @@ def down() -> list[str]:
 
 
 def _delete_network(namespaces: list[str]) -> list[str]:
-    from pyroute2 import IPRoute, netns
-
     undone = []
     with IPRoute() as ipr:
         for name in _existing_links():

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import ray
+from pyroute2 import IPRoute
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 import netsim
@@ -21,7 +22,6 @@ from raympc.errors import ConfigError
 
 def interface_with_ip(ip: str) -> str:
     """Name of the interface that holds `ip` in this process's network namespace."""
-    from pyroute2 import IPRoute
 
     with IPRoute() as ipr:
         for addr in ipr.get_addr(family=2):

@@ -36,7 +36,7 @@ def register(sub: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     console = make_console()
-    stale = [path for path, text in rendered().items() if path.read_text() != text]
+    stale = [path for path, text in rendered().items() if not path.exists() or path.read_text() != text]
     if args.check:
         if stale:
             raise ConfigError(f"stale: {', '.join(str(p.relative_to(ROOT)) for p in stale)}; run `raympc results`")
@@ -48,7 +48,14 @@ def run(args: argparse.Namespace) -> None:
 
 
 def load(directory: Path = RESULTS_DIR) -> dict[str, dict[str, Any]]:
-    """Every result file under `directory`, by its path relative to it (sorted)."""
+    """Every result file under `directory`, by its path relative to it (sorted).
+
+    Raises:
+        ConfigError: no such directory (the results live in a checkout, not in an installed
+            package), or a JSON file there that is not a result file.
+    """
+    if not directory.is_dir():
+        raise ConfigError(f"no results directory {directory}: `raympc results` works in a raympc checkout")
     out = {}
     for path in sorted(directory.rglob("*.json")):
         data = json.loads(path.read_text())
@@ -120,9 +127,20 @@ def _activations(r: dict[str, Any]) -> tuple[str, str]:
                      "max abs error": f"{x['max_abs_error']:.1e}",
                      **{f"s {n}": f"{x[f'time_{n}_s']:.2f}" for n in r["networks"] if f"time_{n}_s" in x},
                      "bytes vs spu-direct (Taylor)": f"{x['bytes_vs_direct_taylor']:.2f}x"})
+    kernels = []
+    for x in r["rows"]:
+        if x["impl"] in ("raympc", "spu-direct") and x["exp_mode"] == "taylor" and x.get("mpc_ops"):
+            ops = sorted(x["mpc_ops"].items(), key=lambda kv: -kv[1]["bytes_per_elem_per_rank"])
+            kernels.append({"activation": x["activation"], "implementation": x["impl"],
+                            "B/elem/rank by kernel (send actions per rank)": "; ".join(
+                                f"`{op}` {c['bytes_per_elem_per_rank']:.1f} ({c['send_actions_per_rank']:.1f})"
+                                for op, c in ops if c["bytes_per_elem_per_rank"] >= 0.5)})
     return ("Secure activations: cost and error per implementation (`raympc bench activations`)",
             "Bytes per element and rank are all three ranks' bytes / 3; send actions are all three ranks'; "
-            "errors are max abs errors on each activation's grid.\n\n" + markdown_table(rows))
+            "errors are max abs errors on each activation's grid; times are one call on the whole grid.\n\n"
+            + markdown_table(rows)
+            + "\nWhere raympc's and SPU's own forms spend their bytes, by SPU MPC kernel (averaged over the "
+              "ranks; kernels under 0.5 B per element left out):\n\n" + markdown_table(kernels))
 
 
 def _netsim(r: dict[str, Any]) -> tuple[str, str]:

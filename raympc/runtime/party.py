@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+import ray
 import spu.libspu as libspu
 from spu import Runtime
 
@@ -46,8 +47,6 @@ class Party:
 
     # -- set-up -----------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
-        import ray
-
         ctx = ray.get_runtime_context()
         return {
             "rank": self.rank, "host": self.host, "node_id": ctx.get_node_id(), "pid": os.getpid(),

@@ -81,6 +81,26 @@ class Session:
     >>> with Session() as s:                      # private embedded Ray, ABY3, FM64
     ...     r = s.run(lambda x, w: x @ w, x, Secret(w, owner="model"))
     ...     r.outputs, r.metrics.send_bytes
+
+    Args:
+        protocol: SPU protocol ("aby3", "semi2k", "securenn", "cheetah", "ref2k").
+        field: SPU ring ("fm64", "fm128", "fm32").
+        parties: number of parties (each protocol states what it supports).
+        spu_config: every SPU setting at once (exp mode, fraction bits, ...); overrides the three above.
+        link: the brpc link settings (timeouts, payload size, ports).
+        placement: "local" (every party on this node), "spread" (one per node) or "explicit" (by
+            `party_specs`), or a `Placement` the caller made and releases.
+        party_specs: per-party CPUs, threads, GPUs, node or resources (one spec for all, or one each).
+        address: None starts a private embedded Ray; "auto", "HOST:PORT" or "emulated" joins a cluster.
+        owners: the data owners that may share inputs and receive outputs.
+        workdir: where party logs go (default: a temporary directory removed on close).
+        network: a preset ("lan", "wan", ...), "RATE,DELAY", or a `netsim.NetworkProfile`.
+        shaping: the netsim backend ("auto", "relay", "tc", "tc+relay", "none").
+        tls: True for mutual TLS with per-session certificates, or a `TLSConfig` with your own.
+        cache: a compiled-program cache to share between sessions of one process.
+
+    Raises:
+        ConfigError: an unknown protocol, field, profile or backend, or party counts that disagree.
     """
 
     def __init__(
@@ -154,6 +174,16 @@ class Session:
         self.close()
 
     def open(self) -> "Session":
+        """Start (or join) Ray, place and start the parties, and link them (idempotent).
+
+        Returns:
+            The session itself.
+
+        Raises:
+            SessionClosedError: the session was closed before.
+            RayStartError, PlacementError, PortInUseError, LinkSetupError: Ray, the parties or their
+                links could not be set up; nothing is left running.
+        """
         if self._actors:
             return self
         if self._closed:
@@ -251,7 +281,19 @@ class Session:
 
     # -- values -----------------------------------------------------------------------------
     def share(self, value: Any, owner: str = "user") -> SecretValue:
-        """Secret-share `value` from `owner` onto the parties; it stays there until freed."""
+        """Secret-share `value` from `owner` onto the parties; it stays there until freed.
+
+        Args:
+            value: an array (or anything numpy turns into a bool, int or float array).
+            owner: the data owner who shares it.
+
+        Returns:
+            A handle to pass to `run` or `reveal`.
+
+        Raises:
+            InputError: a dtype fixed point cannot hold, or NaN/inf.
+            SessionClosedError: the session is closed or broken.
+        """
         self._check_open()
         arr = canonical_array(value, f"input owned by {owner!r}")
         return self._upload(arr, owner, libspu.Visibility.VIS_SECRET)
@@ -267,7 +309,19 @@ class Session:
         return handle
 
     def reveal(self, values: Any, to: str = "user") -> Any:
-        """Reconstruct secret handles for the owner `to` (a pytree of handles in, arrays out)."""
+        """Reconstruct secret handles for the owner `to`.
+
+        Args:
+            values: a pytree of `SecretValue` handles of this session.
+            to: the owner who receives the plaintext.
+
+        Returns:
+            The same pytree with arrays in place of the handles.
+
+        Raises:
+            InputError: a handle of another session, or one already freed.
+            PartyError: a party failed while sending its shares.
+        """
         self._check_open()
         owner = self.owners[to]
         leaves, tree = jax.tree_util.tree_flatten(values, is_leaf=lambda x: isinstance(x, SecretValue))
@@ -288,7 +342,12 @@ class Session:
 
     # -- secure functions -------------------------------------------------------------------
     def compile(self, fn: Callable, *example_args: Any) -> SecureFunction:
-        """Compile `fn` for the shapes, dtypes and visibilities of `example_args` (not sent anywhere)."""
+        """Compile `fn` for the shapes, dtypes and visibilities of `example_args` (not sent anywhere).
+
+        Returns:
+            A `SecureFunction` that runs the program and refuses inputs of other shapes, dtypes or
+            visibilities before sending anything.
+        """
         self._check_open()
         leaves, tree = self._flatten(example_args)
         arrays = [self._array_of(leaf, i) for i, leaf in enumerate(leaves)]
@@ -299,9 +358,19 @@ class Session:
     def run(self, fn: Callable, *args: Any, reveal_to: str | None = "user") -> RunResult:
         """Compile (cached), share the inputs, run all parties at once, reveal to `reveal_to`.
 
-        Arguments are pytrees. Plain arrays are secrets of the owner "user"; wrap with
-        `Secret(x, owner=...)` or `Public(x)`, or pass a `SecretValue` already on the parties.
-        `reveal_to=None` keeps the outputs secret-shared and returns handles.
+        Args:
+            fn: a JAX function; its traced program is the cache key, so swapped activations recompile.
+            *args: pytrees. Plain arrays are secrets of the owner "user"; wrap them with
+                `Secret(x, owner=...)` or `Public(x)`, or pass a `SecretValue` already on the parties.
+            reveal_to: the owner who receives the outputs; None keeps them secret-shared (handles).
+
+        Returns:
+            The outputs and the run's metrics (all ranks; wire counters when shaped).
+
+        Raises:
+            InputError: an input fixed point cannot hold, or one that does not match a compiled program.
+            PartyDiedError, PartyUnresponsiveError, PartyError: a party failed; the session is then
+                broken and every later call raises `SessionClosedError`.
         """
         return self._call(fn, args, reveal_to, expect=None)
 
@@ -446,6 +515,7 @@ class Session:
             raise ConfigError(str(exc)) from exc
 
     def describe(self) -> dict[str, Any]:
+        """The session's settings, its parties' nodes and addresses, and the network as applied."""
         return {
             "id": self.id, "protocol": self.spu_config.protocol, "field": self.spu_config.field,
             "parties": self.parties, "placement": self.placement_name,

@@ -20,6 +20,8 @@ from typing import Sequence
 
 import numpy as np
 import ray
+import spu
+import spu.libspu as libspu
 
 from netsim.sockets import split_host_port
 from raympc.runtime.compiler import CompiledProgram
@@ -40,8 +42,6 @@ class ReferenceResult:
 
 def simulate(program: CompiledProgram, arrays: Sequence[np.ndarray], spu_config: SpuConfig) -> ReferenceResult:
     """Run `program` on `arrays` in this process; figures summed from every rank's profile."""
-    import spu
-    import spu.libspu as libspu
 
     cfg = spu_config.runtime_config()
     n = spu_config.parties
@@ -141,8 +141,6 @@ def simulate_brpc_processes(program: CompiledProgram, arrays: Sequence[np.ndarra
     slowest rank's run time.
     """
 
-    import spu
-    import spu.libspu as libspu
 
 
     n = spu_config.parties

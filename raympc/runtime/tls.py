@@ -17,6 +17,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from pydantic import BaseModel, ConfigDict, Field
 
 from raympc.errors import ConfigError
@@ -84,10 +88,6 @@ def credentials(config: TLSConfig, hosts: list[str]) -> list[PartyCredentials]:
 
 def generate_session_pki(hosts: list[str]) -> tuple[bytes, list[tuple[bytes, bytes]]]:
     """A throwaway CA and one (certificate, key) per party, PEM-encoded. The CA key is discarded."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
     now = datetime.datetime.now(datetime.timezone.utc)
     start, end = now - datetime.timedelta(minutes=5), now + CERT_LIFETIME

@@ -17,7 +17,12 @@ _SUPPORTED_KINDS = {"b", "i", "u", "f"}
 
 @dataclass(frozen=True)
 class Secret:
-    """A plaintext input that its `owner` secret-shares; each party receives only its own share."""
+    """A plaintext input that its `owner` secret-shares; each party receives only its own share.
+
+    Args:
+        value: an array or a pytree of arrays (a whole parameter tree is one `Secret`).
+        owner: a data owner of the session ("user" or "model" by default).
+    """
 
     value: Any
     owner: str = "user"
@@ -25,7 +30,11 @@ class Secret:
 
 @dataclass(frozen=True)
 class Public:
-    """A value every party may see (a timestep, a schedule constant)."""
+    """A value every party may see (a timestep, a schedule constant).
+
+    Args:
+        value: an array or a pytree of arrays; it is compiled into the program as public.
+    """
 
     value: Any
 

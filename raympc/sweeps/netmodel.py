@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+from scipy.optimize import nnls
 
 from netsim import NetworkProfile, resolve
 
@@ -103,7 +104,6 @@ class Calibration:
             names.append(profile.name)
         if len(rows) < 3:
             raise ValueError("calibration needs runs under at least three shaped profiles")
-        from scipy.optimize import nnls
 
         a = np.asarray(rows)
         scale = np.where(a.max(axis=0) > 0, a.max(axis=0), 1.0)

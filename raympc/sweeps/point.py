@@ -17,6 +17,9 @@ from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
+import ray
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
 import netsim
 from raympc import activations as acts
 from raympc.errors import PortInUseError
@@ -34,8 +37,6 @@ if TYPE_CHECKING:
     from raympc.runtime.placement import Placement
 
 def party_placement(params: PointParams, group) -> "Placement":
-    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
 
     options = [{"num_cpus": params.party_cpus, "num_gpus": 0, "resources": {},
                 "scheduling_strategy": PlacementGroupSchedulingStrategy(placement_group=group,
@@ -117,7 +118,6 @@ def execute(params_dict: dict[str, Any], group, reporter=None, board=None) -> di
     A shaped point gets its reference steps from `board` (a `references.ReferenceBoard` actor):
     the first point of a program measures them before its shaped run, the others reuse them.
     Without a board the point measures its own."""
-    import ray
 
 
 

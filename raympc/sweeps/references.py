@@ -19,6 +19,8 @@ import hashlib
 import json
 from typing import Any, Callable
 
+import ray
+
 from raympc.sweeps.spec import PointParams
 
 # What a point's step program and its compute time do not depend on.
@@ -68,7 +70,6 @@ class ReferenceBoard:
 
 def start_board(rows: list[dict[str, Any]]):
     """A board actor that already knows the references stored in a sweep's finished rows."""
-    import ray
 
     known = {r["reference_key"]: {**r["reference_step"], "measured_by": r.get("reference_measured_by", r["point_id"])}
              for r in rows if r.get("status") == "ok" and r.get("reference_key") and r.get("reference_step")}
@@ -83,7 +84,6 @@ def obtain(board, key: str, measure: Callable[[], dict[str, Any]], block: bool =
     """The reference for `key`: from the board, or measured here by `measure()` when this point is
     the first to ask (or the measurer failed or stalled). With `block=False`, None instead of
     waiting for another point's measurement."""
-    import ray
 
     while True:
         state = ray.get(board.claim.remote(key))

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
 from raympc.sweeps.spec import PointParams
 
 TASK_CPUS = 1.0
@@ -30,7 +32,6 @@ class Reservation:
 
     def task_options(self, group) -> dict[str, Any]:
         """Ray options for the point's own task."""
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         if self.task_bundle is None:
             return {"num_cpus": 0}

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ray
+from ray.util.placement_group import placement_group, remove_placement_group
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -42,8 +44,6 @@ class SweepSummary:
 
 
 def _progress_actor():
-    import ray
-
     @ray.remote(num_cpus=0)
     class StepReporter:
         """Points report their steps here; the driver polls it for the per-point bars."""
@@ -69,7 +69,6 @@ def _label(p: PointParams) -> str:
 
 def check_room(points: list[PointParams]) -> None:
     """Fail before anything runs if some point's reservation can never fit this cluster."""
-    import ray
 
 
     cpus = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"]]
@@ -94,9 +93,24 @@ def embedded_cpus(points: list[PointParams], parallel: int) -> int:
 def run_sweep(spec_path: Path, out: Path, address: str | None = None, parallel: int | None = None,
               retry_failed: bool = False, share_references: bool = True,
               console: Console | None = None, only: dict[str, str] | None = None) -> SweepSummary:
-    import ray
-    from ray.util.placement_group import placement_group, remove_placement_group
+    """Run every point of the spec at `spec_path` not yet in `out`, `parallel` at a time.
 
+    Args:
+        spec_path: a sweep spec (YAML; `raympc.sweeps.spec`).
+        out: the results directory; points already recorded there are skipped (resume).
+        address: a Ray cluster ('auto', HOST:PORT, 'emulated'); None starts a private embedded Ray.
+        parallel: points at once (default: all that fit).
+        retry_failed: run points recorded as failed again.
+        share_references: shaped points running the same program share one unshaped reference.
+        console: progress and messages.
+        only: run only points whose fields have these values.
+
+    Returns:
+        Counts, times and the tables written (results.csv, results.parquet).
+
+    Raises:
+        ConfigError: the spec is invalid, or a point can never fit the cluster.
+    """
     console = console or Console()
     spec = load_spec(spec_path)
     points = expand(spec)  # every problem in the spec is reported here, before anything runs
@@ -106,36 +120,45 @@ def run_sweep(spec_path: Path, out: Path, address: str | None = None, parallel: 
     kept = Path(out) / "spec.yaml"  # the spec beside its results, for the report and for readers
     if Path(spec_path).resolve() != kept.resolve():
         shutil.copyfile(spec_path, kept)
+    todo = _not_yet_run(points, store, retry_failed)
+    summary = SweepSummary(Path(out), len(points), len(points) - len(todo))
+    if summary.skipped:
+        console.print(f"{summary.skipped} of {len(points)} points already in {store.path}; skipping them")
+    if todo:
+        handle = start_or_join(address, num_cpus=embedded_cpus(todo, parallel or 1) if address is None else None)
+        start = time.perf_counter()
+        try:
+            check_room(todo)
+            _schedule(todo, spec.name, store, summary, parallel or len(todo), share_references, console)
+        finally:
+            handle.shutdown()
+        summary.wall_s = time.perf_counter() - start
+    summary.tables = store.write_tables()
+    return summary
+
+
+def _not_yet_run(points: list[PointParams], store: ResultStore, retry_failed: bool) -> list[PointParams]:
     statuses = store.statuses()
     if retry_failed:
         failed = {i for i, s in statuses.items() if s != "ok"}
         store.drop(failed)
         statuses = {i: s for i, s in statuses.items() if i not in failed}
-    todo = [p for p in points if p.point_id not in statuses]
-    summary = SweepSummary(Path(out), len(points), len(points) - len(todo))
-    if summary.skipped:
-        console.print(f"{summary.skipped} of {len(points)} points already in {store.path}; skipping them")
-    if not todo:
-        summary.tables = store.write_tables()
-        return summary
+    return [p for p in points if p.point_id not in statuses]
 
-    limit = parallel or len(todo)
-    handle = start_or_join(address, num_cpus=embedded_cpus(todo, parallel or 1) if address is None else None)
-    try:
-        check_room(todo)
-    except BaseException:
-        handle.shutdown()
-        raise
+
+def _schedule(todo: list[PointParams], sweep: str, store: ResultStore, summary: SweepSummary, limit: int,
+              share_references: bool, console: Console) -> None:
+    """Run `todo` as Ray tasks, at most `limit` at once, each in its own placement group; record
+    each row as it finishes, with a progress bar per running point."""
     remote_execute = ray.remote(max_calls=1, max_retries=0)(execute)
     pending: dict[Any, tuple[PointParams, Any, float]] = {}
     queue = list(todo)
-    start = time.perf_counter()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         reporter = _progress_actor()
         board = start_board(store.rows()) if share_references else None
         with Progress(*columns, console=console) as bar:
-            overall = bar.add_task(f"sweep {spec.name}", total=len(todo))
+            overall = bar.add_task(f"sweep {sweep}", total=len(todo))
             bars: dict[str, Any] = {}
             while queue or pending:
                 while queue and len(pending) < limit:
@@ -151,12 +174,8 @@ def run_sweep(spec_path: Path, out: Path, address: str | None = None, parallel: 
                         bar.update(bars[point_id], completed=done, total=total)
                 for ref in ready:
                     p, group, began = pending.pop(ref)
-                    try:
-                        row = ray.get(ref)
-                    except Exception as exc:  # noqa: BLE001 - the task itself died (OOM, node lost)
-                        row = {"point_id": p.point_id, **p.model_dump(), "profile": p.profile, "status": "error",
-                               "error": f"{type(exc).__name__}: {exc}", "duration_s": time.perf_counter() - began}
-                    row["sweep"] = spec.name
+                    row = _finished_row(ref, p, began)
+                    row["sweep"] = sweep
                     store.append(row)
                     remove_placement_group(group)
                     summary.ran += 1
@@ -170,7 +189,11 @@ def run_sweep(spec_path: Path, out: Path, address: str | None = None, parallel: 
         for ref, (_, group, _) in pending.items():
             ray.cancel(ref, force=True)
             remove_placement_group(group)
-        handle.shutdown()
-    summary.wall_s = time.perf_counter() - start
-    summary.tables = store.write_tables()
-    return summary
+
+
+def _finished_row(ref: Any, p: PointParams, began: float) -> dict[str, Any]:
+    try:
+        return ray.get(ref)
+    except Exception as exc:  # noqa: BLE001 - the task itself died (OOM, node lost)
+        return {"point_id": p.point_id, **p.model_dump(), "profile": p.profile, "status": "error",
+                "error": f"{type(exc).__name__}: {exc}", "duration_s": time.perf_counter() - began}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from raympc.util.files import replace_atomically, write_text_atomically
 
@@ -74,8 +75,6 @@ class ResultStore:
 
     def frame(self):
         """One flat row per point: nested fields become dotted columns (breakdown.activation.send_bytes)."""
-        import pandas as pd
-
         rows = self.rows()
         return pd.json_normalize(rows, sep=".") if rows else pd.DataFrame()
 
