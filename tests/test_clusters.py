@@ -51,7 +51,7 @@ def test_cluster_label_picks_this_hosts_position():
 DRIVER = textwrap.dedent("""
     import json, ray, numpy as np
     from raympc import Session
-    from raympc.node_shaping import _pinned
+    from raympc.cluster.node_shaping import _pinned
     from netsim.measure import LoopbackServer, measure_throughput
 
     @ray.remote(num_cpus=0)
@@ -147,7 +147,7 @@ def test_loopback_fallback_spreads_parties_over_ray_nodes(tmp_path):
 
 CPU_SHARE_DRIVER = textwrap.dedent("""
     import json, os, subprocess, sys, time, ray
-    from raympc.cluster import start_or_join
+    from raympc.cluster.ray_instance import start_or_join
 
     BUSY = ("import time\\nwall, cpu = time.perf_counter(), time.process_time()\\n"
             "while time.perf_counter() - wall < {seconds}: pass\\n"

@@ -79,8 +79,8 @@ def test_shipped_unets_draw_digits_the_classifier_recognises(name, activation):
     steps, ten digits of every class), draws digits the shipped classifier reads as their labels
     (measured: SiLU 0.91, Mish 0.91; the sidecars record 0.909 and 0.904 over 1,000 digits at 20
     steps)."""
-    from workloads.weights import load_model
     from workloads.evaluate import plaintext_quality
+    from workloads.weights import load_model
 
     params, cfg, _, meta = load_model(name)
     assert cfg.activation == activation and meta["parameters"] == 189_265

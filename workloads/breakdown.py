@@ -30,8 +30,7 @@ import flax.linen.activation as act
 import jax
 import numpy as np
 
-import raympc.activations as acts
-import raympc.activations.policy as policy
+from raympc.activations import active
 from raympc.runtime.values import Secret
 
 KINDS = ("conv/matmul", "groupnorm", "activation", "attention")
@@ -193,10 +192,9 @@ def _recording() -> Iterator[_Recorder]:
                     saved.append((mod, attr, getattr(mod, attr)))
                     setattr(mod, attr, _wrap_activation(attr, getattr(mod, attr)))
 
-        current = policy.current
-        for mod in (policy, acts):
-            saved.append((mod, "current", current))
-            mod.current = lambda activation: _wrap_activation(activation, current(activation))
+        current = active.current
+        saved.append((active, "current", current))
+        active.current = lambda activation: _wrap_activation(activation, current(activation))
         _state.recorder = rec
         with nn.intercept_methods(_interceptor):
             yield rec

@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 import raympc.activations as acts
+from raympc.activations import active
 from workloads import sampling
 from workloads.weights import load_model
 
@@ -27,7 +28,7 @@ def record_inputs(out: Path, steps: int = 10, batch: int = 10, seed: int = 0, ma
     inputs = sampling.SamplingInputs.draw(np.arange(batch) % cfg.classes, plan, seed)
     seen: dict[str, list[np.ndarray]] = {cfg.activation: [], "softmax": []}
     silu, softmax = acts.get("silu", "spu-direct").fn, acts.get("softmax", "spu-direct").fn
-    current = acts.current
+    current = active.current
 
     def recording_silu(x):
         seen["silu"].append(np.asarray(x).ravel())
@@ -50,10 +51,10 @@ def record_inputs(out: Path, steps: int = 10, batch: int = 10, seed: int = 0, ma
 
     step = sampling.step_function(cfg)
 
-    # The U-Net looks SiLU and softmax up on jax.nn / flax.linen and Mish through acts.current at
+    # The U-Net looks SiLU and softmax up on jax.nn / flax.linen and Mish through active.current at
     # call time, so rebinding those names reaches every layer.
     targets = [(jax.nn, "silu", recording_silu), (jax.nn, "softmax", recording_softmax),
-               (nn, "silu", recording_silu), (nn, "softmax", recording_softmax), (acts, "current", recording_current)]
+               (nn, "silu", recording_silu), (nn, "softmax", recording_softmax), (active, "current", recording_current)]
     saved = [(m, a, getattr(m, a)) for m, a, _ in targets]
     try:
         for m, a, f in targets:

@@ -7,16 +7,23 @@ plaintext reference.
 """
 
 from raympc.activations import (  # noqa: F401 - importing them registers the implementations
+    active,
     cipherdm,
     ours,
     puma,
     spu_direct,  # noqa: F401 - registers the implementations
 )
-from raympc.activations.current import current
 from raympc.activations.policy import PolicyError, resolve, stock, use
 from raympc.activations.registry import ACTIVATIONS, REGISTRY, Implementation, get, implementations
 from raympc.activations.store import register_stored_fits
 
 register_stored_fits()
+
+
+def current(activation: str):
+    """The implementation a model should call for `activation` now (`active.current`, looked up
+    at call time so that tools watching activation calls see these calls too)."""
+    return active.current(activation)
+
 
 __all__ = ["use", "stock", "current", "resolve", "PolicyError", "get", "implementations", "Implementation", "REGISTRY", "ACTIVATIONS"]

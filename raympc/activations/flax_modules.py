@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 
-from raympc.activations.current import current
+from raympc.activations import active
 
 # Captured at import, before any policy rebinds `flax.linen.GroupNorm`.
 FLAX_GROUP_NORM = nn.GroupNorm
@@ -28,4 +28,4 @@ class GroupNorm(FLAX_GROUP_NORM):
             raise ValueError(f"{groups} groups do not divide {channels} channels")
         scale = self.param("scale", self.scale_init, (channels,), self.param_dtype) if self.use_scale else None
         bias = self.param("bias", self.bias_init, (channels,), self.param_dtype) if self.use_bias else None
-        return current("groupnorm")(x, groups, scale, bias, self.epsilon)
+        return active.current("groupnorm")(x, groups, scale, bias, self.epsilon)

@@ -20,7 +20,7 @@ import flax.linen as nn
 import flax.linen.activation as act
 import jax
 
-from raympc.activations.current import active_policies as _active
+from raympc.activations.active import active_policies as _active
 from raympc.activations.flax_modules import GroupNorm
 from raympc.activations.registry import REGISTRY, get
 from raympc.errors import ConfigError

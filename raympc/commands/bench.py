@@ -83,6 +83,6 @@ def register(sub: Subparsers) -> None:
 
 
 def _activations(args: argparse.Namespace) -> None:
-    inputs = {activation: Path(path) for activation, path in assignments(args.inputs, "--inputs").items()}
+    inputs = {activation: Path(path) for activation, path in assignments(args.inputs, "--inputs", "ACTIVATION=FILE").items()}
     bench_activations(elements=args.elements, out=args.out, console=make_console(), networks=args.networks,
                       inputs=inputs, only=args.only, ops=args.ops)

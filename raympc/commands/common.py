@@ -35,8 +35,8 @@ def names(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
-def assignments(pairs: list[str] | None, flag: str) -> dict[str, str]:
-    """Repeated `KEY=VALUE` flags as a dict.
+def assignments(pairs: list[str] | None, flag: str, form: str = "KEY=VALUE") -> dict[str, str]:
+    """Repeated `KEY=VALUE` flags as a dict (`form` names the pair in the error, e.g. FIELD=VALUE).
 
     Raises:
         ConfigError: an item without '=' or with an empty key or value.
@@ -45,7 +45,7 @@ def assignments(pairs: list[str] | None, flag: str) -> dict[str, str]:
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip() or not value.strip():
-            raise ConfigError(f"{flag} takes KEY=VALUE, got {pair!r}")
+            raise ConfigError(f"{flag} takes {form}, got {pair!r}")
         out[key.strip()] = value.strip()
     return out
 

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> None:
     console = make_console()
     s = run_sweep(args.spec, args.out, address=args.address, parallel=args.parallel,
                   retry_failed=args.retry_failed, share_references=not args.own_references, console=console,
-                  only=assignments(args.only, "--only"))
+                  only=assignments(args.only, "--only", "FIELD=VALUE (e.g. activations=raympc)"))
     line = f"{s.points} points: {s.skipped} already done, {s.ran} ran, {s.failed} failed"
     if s.ran:
         line += f"; wall {s.wall_s:.1f} s for {s.busy_s:.1f} s of point time"

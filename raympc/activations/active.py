@@ -1,7 +1,9 @@
 """Which implementation of each activation is current: the state that `use()` pushes and pops.
 
 Kept apart from `policy` so that the modules a policy swaps in (`flax_modules.GroupNorm`) can ask
-for the current implementation without importing the policy that swaps them.
+for the current implementation without importing the policy that swaps them. Callers look
+`active.current` up when they run, so a tool that watches activation calls (the layer recorder,
+`raympc record-inputs`) wraps this one function.
 """
 
 from __future__ import annotations
