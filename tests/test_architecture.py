@@ -15,6 +15,7 @@ import argparse
 import ast
 import contextlib
 import io
+import os
 import re
 import shlex
 import shutil
@@ -113,19 +114,36 @@ def _documented_commands() -> list[tuple[str, str, bool]]:
     return found
 
 
+ENV_PREFIX = re.compile(r"^((?:[A-Z_]+=\S+ )*)")
+
+
 def _command_lines(lines: list[str]) -> list[str]:
+    """Command lines as written, with any leading `NAME=value` environment assignments."""
     out = []
     for line in lines:
         line = line.split(" #")[0].strip().removeprefix("$ ")
-        generic = re.match(r"raympc [A-Z_]+\b", line)  # `raympc COMMAND`: any command
-        if line.startswith("raympc ") and "..." not in line and not generic:
+        generic = re.search(r"raympc [A-Z_]+\b", line)  # `raympc COMMAND`: any command
+        if re.match(r"([A-Z_]+=\S+ )*raympc ", line) and "..." not in line and not generic:
             out.append(line)
     return out
 
 
 def _words(line: str) -> list[str]:
     # placeholders in upper case (DIR, SPEC, ...) stand for a value the user chooses
+    line = line[len(ENV_PREFIX.match(line).group(1)):]
     return ["x" if re.fullmatch(r"[A-Z][A-Z_]+", w) else w for w in shlex.split(line)[1:] if w != "\\"]
+
+
+@contextlib.contextmanager
+def _environment(line: str):
+    """The line's `PYTHONPATH=dirs` (relative to the checkout) on sys.path while it is parsed."""
+    env = dict(item.split("=", 1) for item in ENV_PREFIX.match(line).group(1).split())
+    added = [str(ROOT / d) for d in env.get("PYTHONPATH", "").split(os.pathsep) if d]
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        del sys.path[:len(added)]
 
 
 def test_the_docs_quote_many_commands():
@@ -139,7 +157,7 @@ def test_every_documented_command_parses(doc, line, whole):
     if whole:
         err = io.StringIO()
         try:
-            with contextlib.redirect_stderr(err):
+            with contextlib.redirect_stderr(err), _environment(line):
                 build_parser().parse_args(words)
         except SystemExit as exc:
             if exc.code != 0:

@@ -182,7 +182,6 @@ def _wrap_activation(name: str, fn: Callable) -> Callable:
 
 @contextlib.contextmanager
 def _recording() -> Iterator[_Recorder]:
-
     rec = _Recorder()
     saved: list[tuple[Any, str, Any]] = []
     try:

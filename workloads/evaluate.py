@@ -34,7 +34,6 @@ def sample_quality(params, cfg, schedule, steps: int = STEPS, per_class: int = P
     With `activations`, the samples are drawn with that implementation's forms instead, and
     `vs_own` compares them with the model's own samples from the same noise."""
 
-
     plan = sampling.plan_for("ddim-mnist", schedule, steps)
     labels = np.tile(np.arange(cfg.classes), per_class)
     inputs = sampling.SamplingInputs.draw(labels, plan, seed)

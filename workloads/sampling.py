@@ -102,21 +102,24 @@ def totals(per_step: list[dict]) -> dict[str, float]:
 
 def run_secure(session, step: Callable, params, initial: np.ndarray, condition: np.ndarray,
                noises: list[np.ndarray], publics: list[tuple], timesteps: list[int],
-               on_step: Callable[[int, dict], None] | None = None, op_costs: bool = False) -> SecureRun:
+               on_step: Callable[[int, dict], None] | None = None, op_costs: bool = False,
+               owners: tuple[str, str] = ("model", "user")) -> SecureRun:
     """Any model's denoising loop on the session's parties: `step(params, x, condition, noise,
-    *public)` with the weights secret to "model", latent, condition and noise secret to "user".
-    The latent never leaves the parties until the last step reveals it to the user."""
+    *public)` with the weights secret to `owners[0]` ("model"), latent, condition and noise
+    secret to `owners[1]` ("user"). The latent never leaves the parties until the last step
+    reveals it to that owner."""
 
-    w, y = Secret(params, owner="model"), Secret(condition, owner="user")
+    model, user = owners
+    w, y = Secret(params, owner=model), Secret(condition, owner=user)
     start = time.perf_counter()
-    fn = session.compile(step, w, Secret(initial, owner="user"), y, Secret(noises[0], owner="user"),
+    fn = session.compile(step, w, Secret(initial, owner=user), y, Secret(noises[0], owner=user),
                          *(Public(v) for v in publics[0]))
     run = SecureRun(images=np.empty(0), compile_s=time.perf_counter() - start)
-    x = Secret(initial, owner="user")
+    x = Secret(initial, owner=user)
     for i, (t, noise, public) in enumerate(zip(timesteps, noises, publics)):
         last = i == len(noises) - 1
-        result = fn(w, x, y, Secret(noise, owner="user"), *(Public(v) for v in public),
-                    reveal_to="user" if last else None)
+        result = fn(w, x, y, Secret(noise, owner=user), *(Public(v) for v in public),
+                    reveal_to=user if last else None)
         m = result.metrics
         stats = {"step": i, "t": t, **m.cost()}
         if op_costs:

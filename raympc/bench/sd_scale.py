@@ -99,7 +99,7 @@ def bench_sd_scale(fit: tuple[str, ...] = ("tiny", "small", "medium"), holdout: 
               "measured": {n: done[n].to_dict() for n in (*fit, *holdout)}, "holdout": checks,
               "target": {"name": target, "parameters": params, "sizes": sizes, "predicted": model.predict(sizes)}}
     console.print(_table(result, model, done, fit, holdout))
-    write_results(out, stem, result, console, lambda path: _plot(result, done, path))
+    write_results(out, stem, result, console, lambda path: _plot(result, done, path), kind="sd-scale")
     return result
 
 

@@ -73,7 +73,9 @@ def rendered(directory: Path = RESULTS_DIR) -> dict[Path, str]:
             "Each section names the command that regenerates its file (run it with the same `--out`, then "
             "`raympc results`). Times come from a shared 2-core machine and move by tens of percent between "
             "runs; bytes and send actions are exact counts from SPU and do not.", ""]
-    for name, result in results.items():
+    order = list(RENDERERS)  # the page follows the registry's order, then the file names
+    for name, result in sorted(results.items(), key=lambda kv: (order.index(kv[1]["kind"])
+                                                                 if kv[1]["kind"] in order else len(order), kv[0])):
         page += [render(name, result), ""]
     demos = [r for r in results.values() if r["kind"] == "demo"]
     if not demos:
@@ -161,8 +163,51 @@ def _netsim(r: dict[str, Any]) -> tuple[str, str]:
             + markdown_table(rows, ["profile", "backend", "set rate", "measured rate", "set RTT", "measured RTT"]))
 
 
+def _runtime(r: dict[str, Any]) -> tuple[str, str]:
+    rows = [{"kernel": x["kernel"], "Ray-hosted s": f"{x['ray_wall_s']:.3f}",
+             "in-process s (memory links)": f"{x['inprocess_wall_s']:.3f}", "Ray / in-process": f"{x['time_ratio']:.2f}x",
+             "plain processes over brpc s": f"{x['brpc_processes_wall_s']:.3f}",
+             "Ray / plain processes": f"{x['ray_vs_brpc_processes']:.2f}x",
+             "bytes, Ray / in-process": f"{x['ray_send_bytes']:,} / {x['inprocess_send_bytes']:,}"} for x in r["rows"]]
+    rtt = r["round_trip"]
+    return ("What Ray's hosting costs (`raympc bench runtime`)",
+            f"Median of {r['rows'][0]['repeats']} runs per kernel at scale {r['rows'][0]['scale']}. One 64-byte round "
+            f"trip: {rtt['brpc_s'] * 1e3:.3f} ms over SPU's brpc link, {rtt['tcp_s'] * 1e3:.3f} ms over a plain TCP "
+            f"socket, {rtt['mem_s'] * 1e3:.3f} ms over SPU's memory link.\n\n" + markdown_table(rows))
+
+
+def _sd_scale(r: dict[str, Any]) -> tuple[str, str]:
+    rows = []
+    for name, m in r["measured"].items():
+        held = r["holdout"].get(name)
+        total = m["total"]
+        row = {"scale": name + (" (held out)" if held else ""), "parameters": f"{m['info'].get('parameters', 0):,}",
+               "MB": f"{total['send_bytes'] / 1e6:,.1f}", "send actions": f"{total['send_actions']:,}",
+               "unshaped s": f"{total['time_s']:.1f}"}
+        if held:
+            err = held["relative_error"]["total"]
+            row.update({"MB": row["MB"] + f" (predicted {err['send_bytes']:+.1%})",
+                        "send actions": row["send actions"] + f" (predicted {err['send_actions']:+.1%})",
+                        "unshaped s": row["unshaped s"] + f" (predicted {err['time_s']:+.1%})"})
+        rows.append(row)
+    t = r["target"]
+    p = t["predicted"]
+    rows.append({"scale": f"**{t['name']}** (extrapolated)", "parameters": f"{t['parameters']:,}",
+                 "MB": f"**{p['total']['send_bytes'] / 1e6:,.0f}**", "send actions": f"**{p['total']['send_actions']:,.0f}**",
+                 "unshaped s": f"~{p['total']['time_s']:.1e}"})
+    share = p["attention"]["send_bytes"] / p["total"]["send_bytes"] if "attention" in p else None
+    return (f"Stable Diffusion U-Net step, `{r['activations']}` activations (`raympc bench sd-scale`)",
+            f"Fitted on {', '.join(r['model']['fitted_on'])}; the held-out scales check the extrapolation. The "
+            "unshaped time is this machine's compute: an order of magnitude, not a figure."
+            + (f" Attention carries {share:.0%} of {t['name']}'s bytes." if share is not None else "")
+            + "\n\n" + markdown_table(rows))
+
+
+# How each kind of result file becomes a section of the page, in the page's order.
 RENDERERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
     "demo": _demo,
     "bench-activations": _activations,
+    "sd-scale": _sd_scale,
     "bench-netsim": _netsim,
+    "bench-runtime": _runtime,
 }

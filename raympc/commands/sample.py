@@ -14,14 +14,18 @@ import raympc.activations as acts
 from raympc.activations.policy import file_stem
 from raympc.commands.common import Subparsers, make_console, out_dir, policy
 from raympc.runtime.session import Session
-from raympc.util.figures import save_grid
+from raympc.util.figures import save_agreement, save_grid
 from raympc.util.results import write_results
-from workloads.registry import WORKLOADS, WorkloadOptions, run_workload
+from workloads.protocol import WorkloadError
+from workloads.protocol import file_stem as workload_stem
+from workloads.registry import WORKLOADS, WorkloadOptions, factory, run_workload
 
 
 def register(sub: Subparsers) -> None:
     p = sub.add_parser("sample", help="secure diffusion sampling next to plaintext from the same noise")
-    p.add_argument("--workload", choices=sorted(WORKLOADS), default="ddim-mnist")
+    p.add_argument("--workload", type=_workload, default="ddim-mnist",
+                   help=f"one of {', '.join(sorted(WORKLOADS))}, or your own as package.module:factory "
+                        "(docs/workloads.md)")
     p.add_argument("--scale", default="tiny", help="sd-unet only: tiny, small, medium, wide")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--activations", type=policy, default="raympc",
@@ -35,6 +39,14 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--no-breakdown", action="store_true",
                    help="skip the cost-by-layer-kind replay (it costs about one more step)")
     p.set_defaults(func=run)
+
+
+def _workload(name: str) -> str:
+    try:
+        factory(name)
+    except WorkloadError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name
 
 
 def run(args: argparse.Namespace) -> None:
@@ -56,8 +68,6 @@ def run_sample(workload: str = "ddim-mnist", steps: int = 10, activations: str =
                batch: int = 4, out: Path = Path("runs/sample"), seed: int = 0, eta: float = 0.0,
                breakdown: bool = True, scale: str = "tiny", console: Console | None = None) -> dict:
     console = console or Console()
-    if workload not in WORKLOADS:
-        raise ValueError(f"unknown workload {workload!r}; choose one of {sorted(WORKLOADS)}")
     opts = WorkloadOptions(steps=steps, batch=batch, seed=seed, eta=eta, scale=scale, breakdown=breakdown)
     out.mkdir(parents=True, exist_ok=True)
     with Session(network=network) as session, acts.use(activations) as mapping, Progress(console=console) as bar:
@@ -70,14 +80,16 @@ def run_sample(workload: str = "ddim-mnist", steps: int = 10, activations: str =
         "compile_s": done.compile_s, "per_step": done.per_step, "total": done.total,
         "breakdown_step0": done.breakdown, "quality": done.quality,
     }
-    stem = f"{workload}-{file_stem(activations)}"
+    stem = f"{workload_stem(workload)}-{file_stem(activations)}"
     if done.images:
         save_grid({"plaintext": done.plain, f"secure ({activations})": done.secure}, out / f"{stem}.png")
-    else:  # latents: show channel 0 of each, scaled to their range
+    elif done.plain.ndim == 4:  # latents (batch, channels, h, w): channel 0 of each, scaled to their range
         peak = float(np.abs(done.plain).max()) or 1.0
         first = lambda v: np.moveaxis(v, 1, -1)[..., :1] / peak  # noqa: E731
         save_grid({"plaintext latent": first(done.plain), f"secure ({activations})": first(done.secure)},
                   out / f"{stem}.png")
+    else:
+        save_agreement(done.plain, done.secure, f"{workload}, {activations}", out / f"{stem}.png")
     write_results(out, stem, result, console)
     table = Table(title=f"{workload}: {steps} steps, batch {batch}, {activations}, network {described['network'].get('profile')}")
     q, t = result["quality"], result["total"]

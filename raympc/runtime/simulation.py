@@ -141,8 +141,6 @@ def simulate_brpc_processes(program: CompiledProgram, arrays: Sequence[np.ndarra
     slowest rank's run time.
     """
 
-
-
     n = spu_config.parties
     io = spu.Io(n, spu_config.runtime_config())
     shares = [io.make_shares(a, libspu.Visibility(v)) for a, v in zip(arrays, program.in_visibility)]

@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from raympc.runtime.placement import Placement
 
 def party_placement(params: PointParams, group) -> "Placement":
-
     options = [{"num_cpus": params.party_cpus, "num_gpus": 0, "resources": {},
                 "scheduling_strategy": PlacementGroupSchedulingStrategy(placement_group=group,
                                                                         placement_group_bundle_index=index)}
@@ -90,8 +89,6 @@ def _measure_reference(params: PointParams, placement, opts) -> dict[str, Any]:
     """Unshaped reference steps of the point's program (a session of its own on the same
     reservation). The fastest step stands for compute: noise on a shared machine only adds time."""
 
-
-
     reference = replace(opts, steps=REFERENCE_STEPS, breakdown=False)
     steps = _in_session(params, placement, None, lambda session: run_workload(params.workload, session, reference)).per_step
     ref = min(steps, key=lambda s: s["time_s"])
@@ -118,9 +115,6 @@ def execute(params_dict: dict[str, Any], group, reporter=None, board=None) -> di
     A shaped point gets its reference steps from `board` (a `references.ReferenceBoard` actor):
     the first point of a program measures them before its shaped run, the others reuse them.
     Without a board the point measures its own."""
-
-
-
 
     params = PointParams(**params_dict)
     started = time.time()

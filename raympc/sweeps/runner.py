@@ -70,7 +70,6 @@ def _label(p: PointParams) -> str:
 def check_room(points: list[PointParams]) -> None:
     """Fail before anything runs if some point's reservation can never fit this cluster."""
 
-
     cpus = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"]]
     for p in {(p.placement, p.party_cpus): p for p in points}.values():
         r = reservation(p)

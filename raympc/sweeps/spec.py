@@ -31,7 +31,8 @@ import netsim
 from raympc.activations.policy import PolicyError, resolve
 from raympc.errors import ConfigError
 from raympc.runtime.protocols import EXP_MODES, FIELDS, PROTOCOLS
-from workloads.registry import WORKLOADS
+from workloads.protocol import WorkloadError
+from workloads.registry import factory
 from workloads.sd_unet import SCALES
 
 
@@ -42,9 +43,7 @@ class SpecError(ConfigError):
 def _choices() -> dict[str, list[str]]:
     """Allowed values of the enumerated fields, from the registries they come from."""
 
-
     return {
-        "workload": sorted(WORKLOADS),
         "protocol": sorted(p for p, s in PROTOCOLS.items() if 3 in s.party_counts),
         "field": sorted(FIELDS),
         "exp_mode": sorted(EXP_MODES),
@@ -77,7 +76,17 @@ class PointParams(BaseModel):
     breakdown: bool = True
     party_cpus: float = Field(1.0, gt=0)
 
-    @field_validator("workload", "protocol", "field", "exp_mode", "placement", "scale", "shaping")
+    @field_validator("workload")
+    @classmethod
+    def _workload(cls, v: str) -> str:
+        """A shipped workload's name, or a user's factory as package.module:factory."""
+        try:
+            factory(v)
+        except WorkloadError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("protocol", "field", "exp_mode", "placement", "scale", "shaping")
     @classmethod
     def _known(cls, v: str, info) -> str:
         allowed = _choices()[info.field_name]
@@ -140,6 +149,9 @@ class PointParams(BaseModel):
 
 
 class SweepSpec(BaseModel):
+    """A sweep as written in YAML: `base` settings, a `grid` (cartesian product), `variants`
+    crossed with the grid, and explicit `points`; `expand` turns it into validated points."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str
@@ -168,6 +180,17 @@ def _explain(where: str, exc: ValidationError) -> list[str]:
 
 
 def load_spec(path: Path) -> SweepSpec:
+    """Read and check a sweep spec.
+
+    Args:
+        path: a YAML file (examples in workloads/specs/).
+
+    Returns:
+        The spec; its points are validated by `expand`.
+
+    Raises:
+        SpecError: no such file, invalid YAML, or fields the spec format does not have.
+    """
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
@@ -187,7 +210,11 @@ def load_spec(path: Path) -> SweepSpec:
 
 
 def expand(spec: SweepSpec) -> list[PointParams]:
-    """Every point of the spec, validated; all problems reported at once, before anything runs."""
+    """Every point of the spec, validated; all problems reported at once, before anything runs.
+
+    Raises:
+        SpecError: every unknown field and bad value, each with the allowed ones.
+    """
     errors: list[str] = []
     fields = set(PointParams.model_fields)
     for where, keys in (("base", spec.base), ("grid", spec.grid),

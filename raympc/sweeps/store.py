@@ -21,6 +21,13 @@ RESULTS = "results.jsonl"
 
 
 class ResultStore:
+    """A sweep's results: `results.jsonl` (one fsynced line per finished point, so a killed sweep
+    loses nothing it finished) and the flat tables written from it (`write_tables`).
+
+    Args:
+        out: the results directory.
+    """
+
     def __init__(self, out: Path) -> None:
         self.out = Path(out)
         self.path = self.out / RESULTS

@@ -30,3 +30,19 @@ def save_grid(rows: dict[str, np.ndarray], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def save_agreement(plain: np.ndarray, secure: np.ndarray, title: str, path: Path) -> None:
+    """A PNG of every secure output value against its plaintext twin, on the identity line: how far
+    MPC moved a result of any shape."""
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    x, y = np.ravel(plain), np.ravel(secure)
+    ax.scatter(x, y, s=6, alpha=0.6)
+    lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.set_xlabel("plaintext")
+    ax.set_ylabel("secure")
+    ax.set_title(f"{title}: max |error| {float(np.abs(y - x).max()):.2e}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

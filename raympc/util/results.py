@@ -69,15 +69,16 @@ def provenance() -> dict[str, Any]:
 
 
 def write_results(out: Path | None, name: str, result: dict, console: Console,
-                  plot: Callable[[Path], None] | None = None) -> Path | None:
+                  plot: Callable[[Path], None] | None = None, kind: str | None = None) -> Path | None:
     """Write `result` as `out/NAME.json` with its kind and provenance, and `out/NAME.png` if `plot`.
 
     Args:
         out: the directory (created if missing); None writes nothing.
-        name: the file stem, also recorded as the result's `kind`.
+        name: the file stem.
         result: JSON-serialisable figures.
         console: where to say what was written.
         plot: draws the figure into the path it is given.
+        kind: what the result is, for the results page (default: `name`).
 
     Returns:
         The JSON file's path, or None when `out` is None.
@@ -85,7 +86,7 @@ def write_results(out: Path | None, name: str, result: dict, console: Console,
     if out is None:
         return None
     out.mkdir(parents=True, exist_ok=True)
-    stamped = {"kind": name, "provenance": provenance(), **result}
+    stamped = {"kind": kind or name, "provenance": provenance(), **result}
     written = [write_json_atomically(out / f"{name}.json", stamped, indent=2, default=str)]
     if plot is not None:
         written.append(out / f"{name}.png")
