@@ -12,6 +12,7 @@ from rich.console import Console
 from netsim import ProfileError, ShapingError
 from raympc.commands import (
     bench,
+    check,
     cluster,
     demo,
     evaluate,
@@ -30,8 +31,8 @@ from raympc.errors import RaympcError
 
 # In the order `raympc --help` lists them. Each module's `register(sub)` adds its sub-parser and
 # sets `func`, which takes the parsed arguments.
-COMMANDS: tuple[ModuleType, ...] = (demo, sample, sweep, report, results, predict, bench, netsim, cluster, info, fit,
-                                    record_inputs, train, evaluate)
+COMMANDS: tuple[ModuleType, ...] = (demo, sample, check, sweep, report, results, predict, bench, netsim, cluster, info,
+                                    fit, record_inputs, train, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

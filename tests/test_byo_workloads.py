@@ -94,6 +94,7 @@ def test_a_sweep_runs_an_import_path_workload_and_resumes(tmp_path):
     assert [r["status"] for r in rows] == ["ok", "ok"], [r.get("error") for r in rows]
     by_impl = {r["activations"]: r for r in rows}
     assert by_impl["raympc"]["send_bytes"] != by_impl["spu-direct"]["send_bytes"]  # the swap reached the model
+    assert by_impl["raympc"]["coverage"] == {"swapped": 2, "missed": 0, "total": 2, "missed_sites": []}
     again = _raympc("sweep", str(spec), "--out", str(out))
     assert again.returncode == 0 and "2 already done, 0 ran" in again.stdout
 

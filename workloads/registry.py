@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from raympc.activations import stock
+from raympc.activations.coverage import Coverage, coverage
 from workloads import breakdown, quality, sampling, sd_unet
 from workloads.diffusion import Schedule, plan
 from workloads.protocol import (
@@ -56,6 +57,7 @@ class WorkloadResult:
     plain: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
     images: bool = True  # states are images in [-1, 1] (MNIST digits); False for SD latents or your own
+    coverage: Coverage | None = None  # which nonlinearity call sites the policy swapped
 
     @property
     def total(self) -> dict[str, float]:
@@ -143,13 +145,15 @@ def run_workload(name: str, session, opts: WorkloadOptions, on_step: OnStep | No
     fixed-point error.
 
     Returns:
-        Per-step and total cost, the cost by layer kind (with `opts.breakdown`), and quality:
-        per-sample PSNR and max error against plaintext, plus the workload's own figures.
+        Per-step and total cost, the cost by layer kind (with `opts.breakdown`), quality (per-sample
+        PSNR and max error against plaintext, plus the workload's own figures), and the coverage
+        report of the step under the current policy.
 
     Raises:
         WorkloadError: see `build`.
     """
     w = build(name, opts)
+    sites = coverage(w.step, *w.step_arguments(0))  # under the caller's `use`: what really runs
     with stock():
         plain = np.asarray(w.reference() if w.reference is not None else
                            sampling.run_plain(w.step, w.params, w.state, w.condition, w.step_secrets, w.step_publics))
@@ -167,4 +171,5 @@ def run_workload(name: str, session, opts: WorkloadOptions, on_step: OnStep | No
              "psnr_db": [quality.psnr(run.images, plain, peak=float(np.ptp(plain)) or 1.0, clip=None)]}
     if w.quality is not None:
         q.update(w.quality(run.images, plain))
-    return WorkloadResult(run.per_step, run.compile_s, kinds, q, run.images, plain, w.info, images=w.images)
+    return WorkloadResult(run.per_step, run.compile_s, kinds, q, run.images, plain, w.info, images=w.images,
+                          coverage=sites)

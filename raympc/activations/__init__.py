@@ -13,6 +13,7 @@ from raympc.activations import (  # noqa: F401 - importing them registers the im
     puma,
     spu_direct,  # noqa: F401 - registers the implementations
 )
+from raympc.activations.coverage import Coverage, coverage
 from raympc.activations.policy import PolicyError, resolve, stock, use
 from raympc.activations.registry import ACTIVATIONS, REGISTRY, Implementation, get, implementations
 from raympc.activations.store import register_stored_fits
@@ -26,4 +27,4 @@ def current(activation: str):
     return active.current(activation)
 
 
-__all__ = ["use", "stock", "current", "resolve", "PolicyError", "get", "implementations", "Implementation", "REGISTRY", "ACTIVATIONS"]
+__all__ = ["use", "stock", "current", "resolve", "PolicyError", "coverage", "Coverage", "get", "implementations", "Implementation", "REGISTRY", "ACTIVATIONS"]

@@ -61,6 +61,11 @@ def file_stem(policy: str) -> str:
     return policy.replace(" ", "").replace(",", "_").replace("=", "-")
 
 
+def active_mapping() -> dict[str, str]:
+    """The innermost `use()`'s mapping (activation -> implementation); empty outside any."""
+    return dict(_active[-1]) if _active else {}
+
+
 class PolicyError(ConfigError):
     """A policy string or mapping that names no registered implementation, or is malformed."""
 

@@ -78,7 +78,7 @@ def run_sample(workload: str = "ddim-mnist", steps: int = 10, activations: str =
         "workload": workload, "steps": steps, "batch": batch, "activations": activations, "mapping": mapping,
         "network": described["network"], "seed": seed, "model": done.info,
         "compile_s": done.compile_s, "per_step": done.per_step, "total": done.total,
-        "breakdown_step0": done.breakdown, "quality": done.quality,
+        "breakdown_step0": done.breakdown, "quality": done.quality, "coverage": done.coverage.to_dict(),
     }
     stem = f"{workload_stem(workload)}-{file_stem(activations)}"
     if done.images:
@@ -104,5 +104,8 @@ def run_sample(workload: str = "ddim-mnist", steps: int = 10, activations: str =
     console.print(table)
     if done.breakdown:
         console.print(kinds_table(done.breakdown, "cost of step 1 by layer kind"))
+    console.print(("[bold red]" if done.coverage.missed else "") + "activations: " + done.coverage.summary()
+                  + ("[/] (the model binds these where `use` cannot reach; `raympc check` lists every site)"
+                     if done.coverage.missed else ""))
     console.print(f"wrote {out / stem}.png")
     return result

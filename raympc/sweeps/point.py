@@ -155,6 +155,9 @@ def execute(params_dict: dict[str, Any], group, reporter=None, board=None) -> di
             breakdown={k: {m: v[m] for m in ("send_bytes", "send_actions", "time_s")}
                        for k, v in (result.breakdown or {}).items()} or None,
             quality=_quality_columns(result.quality), model=result.info,
+            coverage={"swapped": len(result.coverage.swapped), "missed": len(result.coverage.missed),
+                      "total": len(result.coverage.sites),
+                      "missed_sites": [f"{x.kind} at {x.where}" for x in result.coverage.missed]},
             shaping={"backend": described["network"].get("backend"), "applied": described["network"],
                      "wire": wire},
             host={**host, "party_hosts": described["hosts"], "party_nodes": described["nodes"]},

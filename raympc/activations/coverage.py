@@ -1,0 +1,181 @@
+"""Which nonlinearities a program calls, and what runs at each call site under the current policy.
+
+`use()` swaps activations through the names models look up when they run. A model that captured
+its activation earlier (a dict built when its module was imported, a dataclass field default, a
+closure) keeps the stock function, and nothing would say so. The coverage report says so: it
+traces the program twice, once with the model's own activations and once under the current
+policy, finds every nonlinearity in the first (by the primitive or pattern JAX lowers it to), and
+checks at each call site whether the stock form is still there in the second.
+
+A site's status is one of:
+- `swapped`: the policy's implementation runs there;
+- `missed`: the policy names an implementation for this kind but the site still runs SPU's stock
+  form (the model bound its activation where `use` cannot reach; say it, never hide it);
+- `stock`: the policy leaves this kind to SPU (or raympc has no secure form for it).
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterator
+
+import jax
+from jax._src import source_info_util
+
+from raympc.activations import policy
+from raympc.activations.registry import REGISTRY
+
+# Primitives whose presence marks a nonlinearity, and the activation each one is evidence of
+# unless a pattern below says more (softmax's exp, GeLU's tanh or erfc).
+PRIMITIVES = {"logistic": "sigmoid", "tanh": "tanh", "erf": "erf", "erfc": "gelu_erf", "exp": "exp",
+              "rsqrt": "rsqrt", "log": "log"}
+# Named jitted functions of jax.nn that appear as one call in a trace (their insides are not sites).
+NAMED = {"silu": "silu", "swish": "silu", "gelu": "gelu_tanh", "sigmoid": "sigmoid", "softmax": "softmax"}
+
+
+@dataclass(frozen=True)
+class Site:
+    """One nonlinearity call site of a traced program."""
+
+    kind: str  # an activation name (silu, gelu_tanh, softmax, ...) or a primitive raympc has no form of
+    shape: tuple[int, ...]
+    where: str  # the source location JAX recorded ("file:line:col (function)")
+    status: str  # swapped, missed or stock
+    runs: str  # what computes it: an implementation's name, or "SPU stock"
+
+
+@dataclass
+class Coverage:
+    """Every nonlinearity call site of a program and what runs there."""
+
+    policy: dict[str, str]
+    sites: list[Site]
+
+    @property
+    def missed(self) -> list[Site]:
+        return [s for s in self.sites if s.status == "missed"]
+
+    @property
+    def swapped(self) -> list[Site]:
+        return [s for s in self.sites if s.status == "swapped"]
+
+    def summary(self) -> str:
+        """"5 of 7 call sites swapped; 1 missed (gelu_tanh at model.py:41:12)"."""
+        text = f"{len(self.swapped)} of {len(self.sites)} nonlinearity call sites swapped"
+        if self.missed:
+            text += f"; {len(self.missed)} MISSED: " + ", ".join(f"{s.kind} at {s.where}" for s in self.missed[:4])
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy, "swapped": len(self.swapped), "missed": len(self.missed),
+                "total": len(self.sites), "sites": [asdict(s) for s in self.sites]}
+
+
+def _eqns(jaxpr) -> Iterator[Any]:
+    """Every equation, recursing into sub-programs except the named jax.nn functions (one site each)."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        if eqn.primitive.name == "pjit" and eqn.params.get("name") in NAMED:
+            continue
+        for sub in jax.core.jaxprs_in_params(eqn.params):
+            yield from _eqns(sub)
+
+
+def _producers(jaxpr) -> dict[Any, Any]:
+    out = {}
+    for eqn in _eqns(jaxpr):
+        for v in eqn.outvars:
+            out[v] = eqn
+    return out
+
+
+def _upstream(var: Any, producers: dict[Any, Any], depth: int) -> Iterator[Any]:
+    """The equations that produced `var`, up to `depth` steps back."""
+    frontier = [var]
+    for _ in range(depth):
+        nxt = []
+        for v in frontier:
+            eqn = producers.get(v) if isinstance(v, jax.core.Var) else None
+            if eqn is not None:
+                yield eqn
+                nxt += eqn.invars
+        frontier = nxt
+
+
+def _kind(eqn, producers: dict[Any, Any]) -> str | None:
+    name = eqn.primitive.name
+    if name == "pjit":
+        return NAMED.get(eqn.params.get("name"))
+    if name not in PRIMITIVES:
+        return None
+    if name == "exp" and any(e.primitive.name == "stop_gradient" for e in _upstream(eqn.invars[0], producers, 3)):
+        return "softmax"  # exp(x - stop_gradient(max x)): jax.nn.softmax as it inlines
+    if name == "tanh" and any(e.primitive.name == "integer_pow" and e.params.get("y") == 3
+                              for e in _upstream(eqn.invars[0], producers, 4)):
+        return "gelu_tanh"  # tanh(c (x + 0.044715 x^3)): GeLU's tanh form, however it was written
+    return PRIMITIVES[name]
+
+
+def short_location(where: str) -> str:
+    """A source location without the install prefix ("flax/linen/normalization.py:201:8 (_normalize)")."""
+    for marker in ("site-packages/", "dist-packages/"):
+        if marker in where:
+            return where.split(marker, 1)[1]
+    return where
+
+
+def _sites(fn: Callable, args: tuple) -> list[tuple[str, tuple[int, ...], str]]:
+    @functools.wraps(fn)
+    def fresh(*a: Any) -> Any:  # a new object: JAX caches traces by function identity
+        return fn(*a)
+
+    jaxpr = jax.make_jaxpr(fresh)(*args).jaxpr
+    producers = _producers(jaxpr)
+    found = []
+    for eqn in _eqns(jaxpr):
+        kind = _kind(eqn, producers)
+        if kind is not None:
+            shape = tuple(getattr(eqn.outvars[0].aval, "shape", ()))
+            found.append((kind, shape, short_location(source_info_util.summarize(eqn.source_info))))
+    return found
+
+
+def coverage(fn: Callable, *args: Any, policy_: str | dict[str, str] | None = None) -> Coverage:
+    """Every nonlinearity call site of `fn(*args)` and what runs there.
+
+    Args:
+        fn: a JAX function, as `Session.run` would take it.
+        *args: example arguments (arrays or pytrees of them; wrappers such as `Secret` are not taken).
+        policy_: the policy to report on; None takes the innermost `use()` (stock outside any).
+
+    Returns:
+        The sites in program order, each swapped, missed or stock.
+    """
+    if policy_ is None:
+        mapping = dict(policy.active_mapping())
+        with policy.stock():
+            stock_sites = _sites(fn, args)
+        policy_sites = _sites(fn, args)
+    else:
+        mapping = policy.resolve(policy_)
+        with policy.stock():
+            stock_sites = _sites(fn, args)
+        with policy.use(mapping):
+            policy_sites = _sites(fn, args)
+    remaining = collections.Counter((kind, where) for kind, _, where in policy_sites)
+    implemented = {a for a, _ in REGISTRY}
+    sites = []
+    for kind, shape, where in stock_sites:
+        impl = mapping.get(kind)
+        if impl is None and kind == "rsqrt" and "groupnorm" in mapping:
+            impl = mapping["groupnorm"]  # flax's norms call rsqrt; a swapped GroupNorm takes it along
+        if remaining[(kind, where)] > 0:
+            remaining[(kind, where)] -= 1
+            status = "missed" if impl is not None and impl != "spu-direct" else "stock"
+            runs = "SPU stock" + ("" if kind in implemented else " (no raympc form)")
+        else:
+            status, runs = "swapped", impl or "swapped"
+        sites.append(Site(kind, shape, where, status, runs))
+    return Coverage(mapping, sites)
