@@ -1,10 +1,12 @@
-"""The coverage report and the preflight: every nonlinearity call site and what runs there, on our
-own model, a plain Flax module, diffusers' Flax ResNet block and a masked attention; values the
-fixed point cannot hold; `raympc check` end to end."""
+"""Swaps that reach every call site, the coverage report and the preflight: a Flax module with its
+activation in a dataclass field, GPT-2's written-out GeLU bound in a dict, flax's causally masked
+attention, diffusers' Flax ResNet block and our U-Net; values the fixed point cannot hold; `raympc
+check` end to end."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -19,6 +21,7 @@ import pytest
 
 import raympc.activations as acts
 from raympc.activations.ranges import out_of_range
+from raympc.runtime.values import Secret
 from workloads.protocol import WorkloadOptions
 from workloads.registry import build
 
@@ -49,15 +52,75 @@ def _apply(module):
     return (lambda p, x: module.apply(p, x)), (params, x)
 
 
-def test_a_dataclass_field_activation_is_reported_missed_not_silently_kept():
-    fn, args = _apply(FieldMLP())
+def test_a_dataclass_field_activation_is_swapped_in_the_compiled_program(aby3):
+    """`act: Callable = nn.silu` binds jax's SiLU when the class is defined: no name `use` rebinds
+    reaches it, the program rewrite does, and the bytes become those of the looked-up form."""
+    field_fn, (params, x) = _apply(FieldMLP())
+    lookup_fn, _ = _apply(LookupMLP())
     with acts.use("silu=raympc"):
-        report = acts.coverage(fn, *args)
-    assert [(s.kind, s.status) for s in report.sites] == [("silu", "missed")]
-    assert "MISSED: silu at" in report.summary() and "test_coverage.py" in report.missed[0].where
-    fn, args = _apply(LookupMLP())
-    with acts.use("silu=raympc"):
-        assert [(s.kind, s.status, s.runs) for s in acts.coverage(fn, *args).sites] == [("silu", "swapped", "raympc")]
+        report = acts.coverage(field_fn, params, x)
+        field = aby3.run(field_fn, Secret(params, "model"), x)
+        lookup = aby3.run(lookup_fn, Secret(params, "model"), x)
+    assert [(s.kind, s.status, s.runs) for s in report.sites] == [("silu", "swapped", "raympc")]
+    stock = aby3.run(field_fn, Secret(params, "model"), x)
+    assert field.metrics.send_bytes == lookup.metrics.send_bytes != stock.metrics.send_bytes
+    assert field.program.key != stock.program.key
+    assert np.abs(field.outputs - field_fn(params, x)).max() < 5e-3
+
+
+def _gelu_new(x):
+    """transformers' NewGELUActivation (GPT-2's `gelu_new`), as its Flax models compute it."""
+    return 0.5 * x * (1.0 + jnp.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * jnp.power(x, 3.0))))
+
+
+ACT2FN = {"gelu_new": _gelu_new}  # bound at import, as transformers' ACT2FN is
+
+
+class GPT2StyleMLP(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(4)(ACT2FN["gelu_new"](nn.Dense(16)(x)))
+
+
+def test_a_gelu_written_out_and_bound_in_a_dict_is_swapped(aby3):
+    fn, (params, x) = _apply(GPT2StyleMLP())
+    with acts.use("gelu_tanh=raympc"):
+        report = acts.coverage(fn, params, x)
+        swapped = aby3.run(fn, Secret(params, "model"), x)
+    stock = aby3.run(fn, Secret(params, "model"), x)
+    assert [(s.kind, s.status) for s in report.sites] == [("gelu_tanh", "swapped")]
+    assert swapped.metrics.send_bytes < stock.metrics.send_bytes
+    assert np.abs(swapped.outputs - fn(params, x)).max() < 1e-2
+
+
+def test_a_causal_mask_of_finfo_min_breaks_spus_softmax_and_not_raympcs(aby3):
+    """flax's attention masks with finfo(float32).min: SPU's stock exp wraps on it."""
+    q = np.random.default_rng(2).standard_normal((1, 6, 2, 8)).astype(np.float32)
+    mask = nn.make_causal_mask(np.ones((1, 6)))
+
+    def attend(q, k, v):
+        return nn.dot_product_attention(q, k, v, mask=mask)
+
+    plain = np.asarray(attend(q, q, q))
+    with acts.use("softmax=raympc"):
+        report = acts.coverage(attend, q, q, q)
+        ours = aby3.run(attend, q, q, q).outputs
+    stock = aby3.run(attend, q, q, q).outputs
+    assert [(s.kind, s.status) for s in report.sites] == [("softmax", "swapped")]
+    assert np.abs(ours - plain).max() < 5e-3
+    assert np.abs(stock - plain).max() > 0.05  # the masked rows come out wrong
+    assert any(f.largest >= 3e38 for f in out_of_range(attend, q, q, q))
+
+
+def test_what_the_rewrite_cannot_recognise_is_reported_missed():
+    def handmade_softmax(x):  # no stop_gradient: not jax.nn.softmax's shape
+        e = jnp.exp(x - x.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    with acts.use("raympc"):
+        report = acts.coverage(handmade_softmax, np.ones((2, 8), np.float32))
+    assert [(s.kind, s.status) for s in report.sites] == [("exp", "missed")]
+    assert "MISSED: exp at" in report.summary() and "handmade_softmax" in report.missed[0].where
 
 
 def test_outside_a_policy_every_site_is_stock_and_kinds_come_from_jaxs_own_forms():

@@ -1,11 +1,11 @@
 """Which nonlinearities a program calls, and what runs at each call site under the current policy.
 
-`use()` swaps activations through the names models look up when they run. A model that captured
-its activation earlier (a dict built when its module was imported, a dataclass field default, a
-closure) keeps the stock function, and nothing would say so. The coverage report says so: it
-traces the program twice, once with the model's own activations and once under the current
-policy, finds every nonlinearity in the first (by the primitive or pattern JAX lowers it to), and
-checks at each call site whether the stock form is still there in the second.
+`use()` swaps activations through the names models look up when they run and, for models that
+bound theirs earlier, inside the traced program (`rewrite`). Where neither reaches, a call site
+keeps SPU's stock form, and the coverage report says so: it traces the program twice, once with
+the model's own activations and once as the session would compile it under the current policy,
+finds every nonlinearity in the first (by the primitive or pattern JAX lowers it to), and checks
+at each call site whether the stock form is still there in the second.
 
 A site's status is one of:
 - `swapped`: the policy's implementation runs there;
@@ -23,9 +23,12 @@ from typing import Any, Callable, Iterator
 
 import jax
 from jax._src import source_info_util
+from jax._src.interpreters import partial_eval as pe
 
 from raympc.activations import policy
 from raympc.activations.registry import REGISTRY
+from raympc.activations.rewrite import cubes
+from raympc.runtime.compiler import traced_form
 
 # Primitives whose presence marks a nonlinearity, and the activation each one is evidence of
 # unless a pattern below says more (softmax's exp, GeLU's tanh or erfc).
@@ -112,8 +115,7 @@ def _kind(eqn, producers: dict[Any, Any]) -> str | None:
         return None
     if name == "exp" and any(e.primitive.name == "stop_gradient" for e in _upstream(eqn.invars[0], producers, 3)):
         return "softmax"  # exp(x - stop_gradient(max x)): jax.nn.softmax as it inlines
-    if name == "tanh" and any(e.primitive.name == "integer_pow" and e.params.get("y") == 3
-                              for e in _upstream(eqn.invars[0], producers, 4)):
+    if name == "tanh" and any(cubes(e) for e in _upstream(eqn.invars[0], producers, 4)):
         return "gelu_tanh"  # tanh(c (x + 0.044715 x^3)): GeLU's tanh form, however it was written
     return PRIMITIVES[name]
 
@@ -132,6 +134,9 @@ def _sites(fn: Callable, args: tuple) -> list[tuple[str, tuple[int, ...], str]]:
         return fn(*a)
 
     jaxpr = jax.make_jaxpr(fresh)(*args).jaxpr
+    # what feeds no output is not computed (XLA drops it before SPU compiles): a swapped site's
+    # stock operations, left behind by `rewrite`, must not count
+    jaxpr, _ = pe.dce_jaxpr(jaxpr, [True] * len(jaxpr.outvars))
     producers = _producers(jaxpr)
     found = []
     for eqn in _eqns(jaxpr):
@@ -157,13 +162,13 @@ def coverage(fn: Callable, *args: Any, policy_: str | dict[str, str] | None = No
         mapping = dict(policy.active_mapping())
         with policy.stock():
             stock_sites = _sites(fn, args)
-        policy_sites = _sites(fn, args)
+        policy_sites = _sites(traced_form(fn), args)
     else:
         mapping = policy.resolve(policy_)
         with policy.stock():
             stock_sites = _sites(fn, args)
         with policy.use(mapping):
-            policy_sites = _sites(fn, args)
+            policy_sites = _sites(traced_form(fn), args)
     remaining = collections.Counter((kind, where) for kind, _, where in policy_sites)
     implemented = {a for a, _ in REGISTRY}
     sites = []
@@ -175,6 +180,8 @@ def coverage(fn: Callable, *args: Any, policy_: str | dict[str, str] | None = No
             remaining[(kind, where)] -= 1
             status = "missed" if impl is not None and impl != "spu-direct" else "stock"
             runs = "SPU stock" + ("" if kind in implemented else " (no raympc form)")
+        elif impl == "spu-direct":
+            status, runs = "stock", "SPU stock"
         else:
             status, runs = "swapped", impl or "swapped"
         sites.append(Site(kind, shape, where, status, runs))

@@ -13,6 +13,7 @@ assert that it does.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from typing import Iterator
 
@@ -23,7 +24,9 @@ import jax
 from raympc.activations.active import active_policies as _active
 from raympc.activations.flax_modules import GroupNorm
 from raympc.activations.registry import REGISTRY, get
+from raympc.activations.rewrite import rewrite
 from raympc.errors import ConfigError
+from raympc.runtime.compiler import TRACE_TRANSFORMS
 
 _lock = threading.RLock()
 
@@ -126,13 +129,18 @@ def _bound(bindings: list[tuple[object, str, object]], mapping: dict[str, str]) 
     """Rebind (module, attribute) -> function and make `mapping` current, undoing both on exit."""
     with _lock:
         saved = []
+        swap = None
         try:
             for mod, attr, fn in bindings:
                 saved.append((mod, attr, getattr(mod, attr)))
                 setattr(mod, attr, fn)
             _active.append(mapping)
+            swap = functools.partial(rewrite, mapping=mapping)
+            TRACE_TRANSFORMS.append(swap)
             yield mapping
         finally:
+            if swap in TRACE_TRANSFORMS:
+                TRACE_TRANSFORMS.remove(swap)
             if _active and _active[-1] is mapping:
                 _active.pop()
             for mod, attr, fn in reversed(saved):

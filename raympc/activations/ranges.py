@@ -108,7 +108,8 @@ def _evaluate(jaxpr, consts, args, note) -> list[Any]:
         if sub is not None:  # look inside jitted calls (jax.nn's functions, the model's own)
             outs = _evaluate(sub.jaxpr, sub.consts, invals, note)  # noted there, op by op
         else:
-            outs = eqn.primitive.bind(*invals, **eqn.params)
+            subfuns, params = eqn.primitive.get_bind_params(eqn.params)  # as jax.core.eval_jaxpr does
+            outs = eqn.primitive.bind(*subfuns, *invals, **params)
             outs = outs if eqn.primitive.multiple_results else [outs]
             for out in outs:
                 note(eqn.primitive.name, where, out)

@@ -51,8 +51,20 @@ class CompiledProgram:
                                  output_names=list(output_names), code=self.code)
 
 
+# A stack of program transforms; the innermost (last) is applied to every program before it is
+# traced. `raympc.activations.use` pushes one that swaps activations inside the traced program,
+# so the runtime needs to know nothing of them.
+TRACE_TRANSFORMS: list[Callable[[Callable], Callable]] = []
+
+
+def traced_form(fn: Callable) -> Callable:
+    """`fn` as it will be traced: through the innermost transform, if any."""
+    return TRACE_TRANSFORMS[-1](fn) if TRACE_TRANSFORMS else fn
+
+
 def _lower_to_xla(fn: Callable, args: Sequence[Any]) -> tuple[bytes, Any]:
     """Trace `fn` afresh and lower it to a serialized XLA module, as SPU's frontend does."""
+    fn = traced_form(fn)
 
     @functools.wraps(fn)
     def fresh(*a: Any) -> Any:  # a new object every call: defeats JAX's identity-keyed trace cache

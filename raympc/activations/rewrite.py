@@ -1,0 +1,215 @@
+"""Swap activations inside the traced program, wherever and however the model bound them.
+
+`use()` rebinds the names models look up when they run. A model that captured its activation
+earlier (a dataclass field default, a dict built at import such as transformers' `ACT2FN`, a
+`functools.partial`, a closure) still calls the stock function, and its traced program shows it:
+jax.nn's SiLU as a jitted call named `silu`, GeLU as tanh of a cubic (or its `erfc` form), softmax
+as `exp(x - stop_gradient(max x)) / sum`. `rewrite(fn, mapping)` traces `fn`, finds those call
+sites and evaluates the program with each replaced by the mapping's implementation, so the
+compiled program computes the secure form everywhere. The stock forms' operations that no longer
+feed anything are dropped by XLA before SPU compiles. Sites it cannot recognise stay stock, and
+the coverage report lists them as missed.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax
+from jax._src import source_info_util
+
+from raympc.activations.registry import get
+
+ELEMENTWISE = ("mul", "add", "sub", "copy", "div", "neg", "convert_element_type")
+
+
+@dataclass(frozen=True)
+class _Site:
+    kind: str
+    x: Any  # the input variable the activation applies to
+    axis: int | None = None  # softmax's
+
+
+def cubes(eqn) -> bool:
+    """x^3, as `x ** 3` (integer_pow) or `jnp.power(x, 3.0)` (pow with a literal 3)."""
+    if eqn.primitive.name == "integer_pow":
+        return eqn.params.get("y") == 3
+    return eqn.primitive.name == "pow" and isinstance(eqn.invars[1], jax.core.Literal) and eqn.invars[1].val == 3
+
+
+def _consumers(jaxpr) -> dict[Any, list[Any]]:
+    out: dict[Any, list[Any]] = {}
+    for eqn in jaxpr.eqns:
+        for v in eqn.invars:
+            if isinstance(v, jax.core.Var):
+                out.setdefault(v, []).append(eqn)
+    return out
+
+
+def _producers(jaxpr) -> dict[Any, Any]:
+    return {v: eqn for eqn in jaxpr.eqns for v in eqn.outvars}
+
+
+def _is_var(v: Any) -> bool:
+    return isinstance(v, jax.core.Var)
+
+
+def _ancestors(var: Any, producers: dict[Any, Any], depth: int) -> set[Any]:
+    seen, frontier = set(), [var]
+    for _ in range(depth):
+        nxt = []
+        for v in frontier:
+            eqn = producers.get(v) if _is_var(v) else None
+            if eqn is not None:
+                for w in eqn.invars:
+                    if _is_var(w) and w not in seen:
+                        seen.add(w)
+                        nxt.append(w)
+        frontier = nxt
+    return seen
+
+
+def _scaled(v: Any, xs: set[Any], producers: dict[Any, Any]) -> Any | None:
+    """`v` if it is in `xs`, or x when v = x * constant (0.5 x in 0.5 x (1 + tanh ...))."""
+    if not _is_var(v):
+        return None
+    if v in xs:
+        return v
+    eqn = producers.get(v)
+    if eqn is not None and eqn.primitive.name == "mul":
+        a, b = eqn.invars
+        if _is_var(a) and a in xs and not _is_var(b):
+            return a
+        if _is_var(b) and b in xs and not _is_var(a):
+            return b
+    return None
+
+
+def _gelu_root(start: Any, ancestors: set[Any], consumers, producers) -> tuple[Any, Any] | None:
+    """From a GeLU's tanh/erfc output, the multiply by x that ends it: (root variable, x)."""
+    frontier = [start]
+    for _ in range(4):
+        nxt = []
+        for v in frontier:
+            for eqn in consumers.get(v, []) if _is_var(v) else []:
+                if eqn.primitive.name not in ELEMENTWISE:
+                    continue
+                if eqn.primitive.name == "mul":
+                    for here, other in ((eqn.invars[0], eqn.invars[1]), (eqn.invars[1], eqn.invars[0])):
+                        x = _scaled(other, ancestors, producers) if here is v else None
+                        if x is not None:
+                            return eqn.outvars[0], x
+                nxt += eqn.outvars
+        frontier = nxt
+    return None
+
+
+def _softmax_root(div, producers) -> _Site | None:
+    """`div(e, broadcast(reduce_sum e))` with e = exp(x - broadcast(stop_gradient(max x)))."""
+    e, s = div.invars
+    exp = producers.get(e) if _is_var(e) else None
+    if exp is None or exp.primitive.name != "exp":
+        return None
+    sub = producers.get(exp.invars[0])
+    if sub is None or sub.primitive.name != "sub":
+        return None
+    x = sub.invars[0]
+    chain = sub.invars[1]
+    seen = []
+    for _ in range(5):
+        eqn = producers.get(chain) if _is_var(chain) else None
+        if eqn is None:
+            break
+        seen.append(eqn)
+        if eqn.primitive.name == "reduce_max":
+            axes = eqn.params["axes"]
+            if eqn.invars[0] is x and len(axes) == 1 and any(q.primitive.name == "stop_gradient" for q in seen):
+                return _Site("softmax", x, axes[0])
+            return None
+        chain = eqn.invars[0]
+    return None
+
+
+def _sites(jaxpr) -> dict[Any, _Site]:
+    """Root variable -> the activation that the equations ending there compute."""
+    producers, consumers = _producers(jaxpr), _consumers(jaxpr)
+    found: dict[Any, _Site] = {}
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        if name == "pjit" and eqn.params.get("name") in ("silu", "swish"):
+            found[eqn.outvars[0]] = _Site("silu", eqn.invars[0])
+        elif name == "div":
+            site = _softmax_root(eqn, producers)
+            if site is not None:
+                found[eqn.outvars[0]] = site
+        elif name in ("tanh", "erfc"):
+            ancestors = _ancestors(eqn.invars[0], producers, 5)
+            cubic = any(producers.get(v) is not None and cubes(producers[v]) for v in ancestors)
+            if name == "tanh" and not cubic:
+                continue
+            root = _gelu_root(eqn.outvars[0], ancestors, consumers, producers)
+            if root is not None:
+                found[root[0]] = _Site("gelu_tanh" if name == "tanh" else "gelu_erf", root[1])
+    return found
+
+
+def _evaluate(jaxpr, consts, args, mapping: dict[str, str]) -> list[Any]:
+    env: dict[Any, Any] = {}
+
+    def read(v):
+        return v.val if isinstance(v, jax.core.Literal) else env[v]
+
+    env.update(zip(jaxpr.constvars, consts))
+    env.update(zip(jaxpr.invars, args))
+    # spu-direct means SPU's stock forms: the model's own code is that already
+    sites = {root: site for root, site in _sites(jaxpr).items() if mapping.get(site.kind, "spu-direct") != "spu-direct"}
+    for eqn in jaxpr.eqns:
+        site = sites.get(eqn.outvars[0]) if len(eqn.outvars) == 1 else None
+        if site is not None:
+            impl = get(site.kind, mapping[site.kind]).fn
+            x = read(site.x)
+            out = impl(x) if site.axis is None else impl(x, axis=site.axis)
+            env[eqn.outvars[0]] = out
+            continue
+        invals = [read(v) for v in eqn.invars]
+        sub = eqn.params.get("jaxpr") if eqn.primitive.name == "pjit" else None
+        if sub is not None:  # a jitted helper may hold sites of its own
+            outs = _evaluate(sub.jaxpr, sub.consts, invals, mapping)
+        else:
+            # keep the model's source location on what is re-traced (error messages, coverage)
+            subfuns, params = eqn.primitive.get_bind_params(eqn.params)  # as jax.core.eval_jaxpr does
+            with source_info_util.user_context(eqn.source_info.traceback):
+                outs = eqn.primitive.bind(*subfuns, *invals, **params)
+            outs = outs if eqn.primitive.multiple_results else [outs]
+        env.update(zip(eqn.outvars, outs))
+    return [read(v) for v in jaxpr.outvars]
+
+
+def rewrite(fn: Callable, mapping: dict[str, str]) -> Callable:
+    """`fn` with every recognised call site of a mapped activation replaced by its implementation.
+
+    Args:
+        fn: a JAX function.
+        mapping: activation -> implementation (`policy.resolve`'s result); kinds it does not name
+            stay as the model wrote them.
+
+    Returns:
+        A function with `fn`'s signature and outputs.
+    """
+    kinds = {k for k, impl in mapping.items() if impl != "spu-direct"} & {"silu", "gelu_tanh", "gelu_erf", "softmax"}
+    if not kinds:
+        return fn
+
+    @functools.wraps(fn)
+    def rewritten(*args: Any) -> Any:
+        @functools.wraps(fn)
+        def fresh(*a: Any) -> Any:  # a new object: JAX caches traces by function identity
+            return fn(*a)
+
+        closed, shapes = jax.make_jaxpr(fresh, return_shape=True)(*args)
+        outs = _evaluate(closed.jaxpr, closed.consts, jax.tree_util.tree_leaves(args), mapping)
+        return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shapes), outs)
+
+    return rewritten
