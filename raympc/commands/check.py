@@ -18,24 +18,16 @@ from rich.table import Table
 import raympc.activations as acts
 from raympc.activations.coverage import Coverage
 from raympc.activations.ranges import SAFE_LIMIT, Finding, as_dicts, out_of_range
-from raympc.commands.common import Subparsers, make_console, names, policy
+from raympc.commands.common import Subparsers, make_console, names, policy, workload
 from raympc.runtime.session import Session
 from raympc.sweeps.netmodel import Calibration, RunCost
-from workloads.protocol import WorkloadError, WorkloadOptions
-from workloads.registry import build, factory, run_workload
-
-
-def _workload(name: str) -> str:
-    try:
-        factory(name)
-    except WorkloadError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return name
+from workloads.protocol import WorkloadOptions
+from workloads.registry import build, run_workload
 
 
 def register(sub: Subparsers) -> None:
     p = sub.add_parser("check", help="preflight a workload: activation coverage, fixed-point range, cost per network")
-    p.add_argument("workload", type=_workload, help="a shipped workload's name, or package.module:factory")
+    p.add_argument("workload", type=workload, help="a shipped workload's name, or package.module:factory")
     p.add_argument("--activations", type=policy, default="raympc", help="the policy to check (default raympc)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--scale", default="tiny", help="sd-unet only")

@@ -9,6 +9,8 @@ from rich.console import Console
 
 from raympc.activations.policy import PolicyError, resolve
 from raympc.errors import ConfigError
+from workloads.protocol import WorkloadError
+from workloads.registry import factory
 
 # The `add_parser` hook of `raympc`'s sub-command table.
 Subparsers = argparse._SubParsersAction
@@ -28,6 +30,15 @@ def policy(text: str) -> str:
     except PolicyError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def workload(name: str) -> str:
+    """A `--workload` value, checked now: a shipped workload's name or package.module:factory."""
+    try:
+        factory(name)
+    except WorkloadError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name
 
 
 def names(text: str) -> tuple[str, ...]:

@@ -12,18 +12,17 @@ from rich.table import Table
 
 import raympc.activations as acts
 from raympc.activations.policy import file_stem
-from raympc.commands.common import Subparsers, make_console, out_dir, policy
+from raympc.commands.common import Subparsers, make_console, out_dir, policy, workload
 from raympc.runtime.session import Session
 from raympc.util.figures import save_agreement, save_grid
 from raympc.util.results import write_results
-from workloads.protocol import WorkloadError
 from workloads.protocol import file_stem as workload_stem
-from workloads.registry import WORKLOADS, WorkloadOptions, factory, run_workload
+from workloads.registry import WORKLOADS, WorkloadOptions, run_workload
 
 
 def register(sub: Subparsers) -> None:
     p = sub.add_parser("sample", help="secure diffusion sampling next to plaintext from the same noise")
-    p.add_argument("--workload", type=_workload, default="ddim-mnist",
+    p.add_argument("--workload", type=workload, default="ddim-mnist",
                    help=f"one of {', '.join(sorted(WORKLOADS))}, or your own as package.module:factory "
                         "(docs/workloads.md)")
     p.add_argument("--scale", default="tiny", help="sd-unet only: tiny, small, medium, wide")
@@ -39,14 +38,6 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--no-breakdown", action="store_true",
                    help="skip the cost-by-layer-kind replay (it costs about one more step)")
     p.set_defaults(func=run)
-
-
-def _workload(name: str) -> str:
-    try:
-        factory(name)
-    except WorkloadError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return name
 
 
 def run(args: argparse.Namespace) -> None:
