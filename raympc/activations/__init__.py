@@ -11,7 +11,7 @@ from raympc.activations import (  # noqa: F401 - importing them registers the im
     cipherdm,
     ours,
     puma,
-    spu_direct,  # noqa: F401 - registers the implementations
+    spu_direct,
 )
 from raympc.activations.coverage import Coverage, coverage
 from raympc.activations.policy import PolicyError, resolve, stock, use

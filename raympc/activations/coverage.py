@@ -17,7 +17,7 @@ A site's status is one of:
 from __future__ import annotations
 
 import collections
-import functools
+import contextlib
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterator
 
@@ -27,8 +27,8 @@ from jax._src.interpreters import partial_eval as pe
 
 from raympc.activations import policy
 from raympc.activations.registry import REGISTRY
-from raympc.activations.rewrite import cubes
-from raympc.runtime.compiler import traced_form
+from raympc.activations.rewrite import cubic_tanh, upstream
+from raympc.runtime.compiler import fresh, traced_form
 
 # Primitives whose presence marks a nonlinearity, and the activation each one is evidence of
 # unless a pattern below says more (softmax's exp, GeLU's tanh or erfc).
@@ -94,29 +94,16 @@ def _producers(jaxpr) -> dict[Any, Any]:
     return out
 
 
-def _upstream(var: Any, producers: dict[Any, Any], depth: int) -> Iterator[Any]:
-    """The equations that produced `var`, up to `depth` steps back."""
-    frontier = [var]
-    for _ in range(depth):
-        nxt = []
-        for v in frontier:
-            eqn = producers.get(v) if isinstance(v, jax.core.Var) else None
-            if eqn is not None:
-                yield eqn
-                nxt += eqn.invars
-        frontier = nxt
-
-
 def _kind(eqn, producers: dict[Any, Any]) -> str | None:
     name = eqn.primitive.name
     if name == "pjit":
         return NAMED.get(eqn.params.get("name"))
     if name not in PRIMITIVES:
         return None
-    if name == "exp" and any(e.primitive.name == "stop_gradient" for e in _upstream(eqn.invars[0], producers, 3)):
+    if name == "exp" and any(e.primitive.name == "stop_gradient" for e in upstream(eqn.invars[0], producers, 3)):
         return "softmax"  # exp(x - stop_gradient(max x)): jax.nn.softmax as it inlines
-    if name == "tanh" and any(cubes(e) for e in _upstream(eqn.invars[0], producers, 4)):
-        return "gelu_tanh"  # tanh(c (x + 0.044715 x^3)): GeLU's tanh form, however it was written
+    if cubic_tanh(eqn, producers):
+        return "gelu_tanh"
     return PRIMITIVES[name]
 
 
@@ -129,11 +116,7 @@ def short_location(where: str) -> str:
 
 
 def _sites(fn: Callable, args: tuple) -> list[tuple[str, tuple[int, ...], str]]:
-    @functools.wraps(fn)
-    def fresh(*a: Any) -> Any:  # a new object: JAX caches traces by function identity
-        return fn(*a)
-
-    jaxpr = jax.make_jaxpr(fresh)(*args).jaxpr
+    jaxpr = jax.make_jaxpr(fresh(fn))(*args).jaxpr
     # what feeds no output is not computed (XLA drops it before SPU compiles): a swapped site's
     # stock operations, left behind by `rewrite`, must not count
     jaxpr, _ = pe.dce_jaxpr(jaxpr, [True] * len(jaxpr.outvars))
@@ -158,17 +141,11 @@ def coverage(fn: Callable, *args: Any, policy_: str | dict[str, str] | None = No
     Returns:
         The sites in program order, each swapped, missed or stock.
     """
-    if policy_ is None:
-        mapping = dict(policy.active_mapping())
-        with policy.stock():
-            stock_sites = _sites(fn, args)
+    mapping = policy.active_mapping() if policy_ is None else policy.resolve(policy_)
+    with policy.stock():
+        stock_sites = _sites(fn, args)
+    with contextlib.nullcontext() if policy_ is None else policy.use(mapping):
         policy_sites = _sites(traced_form(fn), args)
-    else:
-        mapping = policy.resolve(policy_)
-        with policy.stock():
-            stock_sites = _sites(fn, args)
-        with policy.use(mapping):
-            policy_sites = _sites(traced_form(fn), args)
     remaining = collections.Counter((kind, where) for kind, _, where in policy_sites)
     implemented = {a for a, _ in REGISTRY}
     sites = []

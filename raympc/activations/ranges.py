@@ -10,7 +10,6 @@ with the operation and the source location that made it.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
@@ -19,6 +18,8 @@ import numpy as np
 from jax._src import source_info_util
 
 from raympc.activations.coverage import short_location
+from raympc.activations.rewrite import evaluate
+from raympc.runtime.compiler import fresh
 
 # Beyond this magnitude a value times anything of magnitude 2 or more overflows FM64's product
 # bound (2^27 with 18 fraction bits on each operand).
@@ -62,11 +63,7 @@ def out_of_range(fn: Callable, *args: Any, limit: float = SAFE_LIMIT) -> list[Fi
     Returns:
         One finding per operation and source location, in program order.
     """
-    @functools.wraps(fn)
-    def fresh(*a: Any) -> Any:  # a new object: JAX caches traces by function identity
-        return fn(*a)
-
-    closed = jax.make_jaxpr(fresh)(*args)
+    closed = jax.make_jaxpr(fresh(fn))(*args)
     findings: dict[tuple[str, str], Finding] = {}
 
     def note(what: str, where: str, value: Any) -> None:
@@ -77,45 +74,27 @@ def out_of_range(fn: Callable, *args: Any, limit: float = SAFE_LIMIT) -> list[Fi
             if old is None or not (old.largest >= m):
                 findings[key] = Finding(what, where, tuple(np.shape(value)), m)
 
-    flat = jax.tree_util.tree_leaves(args)
-    for i, value in enumerate(flat):
-        note(f"input {i}", "the arguments", value)
-    _evaluate(closed.jaxpr, closed.consts, flat, note)
-    return list(findings.values())
+    def constants(values: list[Any]) -> None:
+        for c in values:
+            note("constant", "a captured constant", c)
 
-
-def _evaluate(jaxpr, consts, args, note) -> list[Any]:
-    env: dict[Any, Any] = {}
-
-    def read(v):
-        return v.val if isinstance(v, jax.core.Literal) else env[v]
-
-    for v, c in zip(jaxpr.constvars, consts):
-        env[v] = c
-        note("constant", "a captured constant", c)
-    for v, a in zip(jaxpr.invars, args):
-        env[v] = a
-    for eqn in jaxpr.eqns:
+    def observe(eqn, outs: list[Any]) -> None:
         where = short_location(source_info_util.summarize(eqn.source_info))
-        invals = [read(v) for v in eqn.invars]
         for v in eqn.invars:
             # -inf as max's identity (jax.nn.softmax's row max starts from it) never meets a product
             identity = eqn.primitive.name in ("max", "min") and np.isinf(np.asarray(v.val, float)).all() \
                 if isinstance(v, jax.core.Literal) else False
             if isinstance(v, jax.core.Literal) and not identity:
                 note("constant", where, v.val)
-        sub = eqn.params.get("jaxpr") if eqn.primitive.name == "pjit" else None
-        if sub is not None:  # look inside jitted calls (jax.nn's functions, the model's own)
-            outs = _evaluate(sub.jaxpr, sub.consts, invals, note)  # noted there, op by op
-        else:
-            subfuns, params = eqn.primitive.get_bind_params(eqn.params)  # as jax.core.eval_jaxpr does
-            outs = eqn.primitive.bind(*subfuns, *invals, **params)
-            outs = outs if eqn.primitive.multiple_results else [outs]
+        if eqn.primitive.name != "pjit":  # a jitted call's values were noted inside it, op by op
             for out in outs:
                 note(eqn.primitive.name, where, out)
-        for v, out in zip(eqn.outvars, outs):
-            env[v] = out
-    return [read(v) for v in jaxpr.outvars]
+
+    flat = jax.tree_util.tree_leaves(args)
+    for i, value in enumerate(flat):
+        note(f"input {i}", "the arguments", value)
+    evaluate(closed.jaxpr, closed.consts, flat, observe=observe, constants=constants)
+    return list(findings.values())
 
 
 def as_dicts(findings: list[Finding]) -> list[dict[str, Any]]:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
 from jax._src import source_info_util
 
 from raympc.activations.registry import get
+from raympc.runtime.compiler import fresh
 
 ELEMENTWISE = ("mul", "add", "sub", "copy", "div", "neg", "convert_element_type")
 
@@ -56,19 +57,27 @@ def _is_var(v: Any) -> bool:
     return isinstance(v, jax.core.Var)
 
 
-def _ancestors(var: Any, producers: dict[Any, Any], depth: int) -> set[Any]:
-    seen, frontier = set(), [var]
+def upstream(var: Any, producers: dict[Any, Any], depth: int) -> Iterator[Any]:
+    """The equations that produced `var`, level by level, up to `depth` levels back."""
+    frontier = [var]
     for _ in range(depth):
         nxt = []
         for v in frontier:
             eqn = producers.get(v) if _is_var(v) else None
             if eqn is not None:
-                for w in eqn.invars:
-                    if _is_var(w) and w not in seen:
-                        seen.add(w)
-                        nxt.append(w)
+                yield eqn
+                nxt += eqn.invars
         frontier = nxt
-    return seen
+
+
+def cubic_tanh(eqn, producers: dict[Any, Any]) -> bool:
+    """tanh(c (x + 0.044715 x^3)): GeLU's tanh form, however it was written."""
+    return eqn.primitive.name == "tanh" and any(cubes(e) for e in upstream(eqn.invars[0], producers, 4))
+
+
+def _ancestors(var: Any, producers: dict[Any, Any], depth: int) -> set[Any]:
+    """The variables `var` was computed from, up to `depth` levels back."""
+    return {w for eqn in upstream(var, producers, depth) for w in eqn.invars if _is_var(w)}
 
 
 def _scaled(v: Any, xs: set[Any], producers: dict[Any, Any]) -> Any | None:
@@ -108,10 +117,12 @@ def _gelu_root(start: Any, ancestors: set[Any], consumers, producers) -> tuple[A
 
 def _softmax_root(div, producers) -> _Site | None:
     """`div(e, broadcast(reduce_sum e))` with e = exp(x - broadcast(stop_gradient(max x)))."""
-    e, s = div.invars
+    e, total = div.invars
     exp = producers.get(e) if _is_var(e) else None
     if exp is None or exp.primitive.name != "exp":
         return None
+    if not any(q.primitive.name == "reduce_sum" and q.invars[0] is e for q in upstream(total, producers, 3)):
+        return None  # divided by something other than the exponentials' own sum
     sub = producers.get(exp.invars[0])
     if sub is None or sub.primitive.name != "sub":
         return None
@@ -144,47 +155,78 @@ def _sites(jaxpr) -> dict[Any, _Site]:
             site = _softmax_root(eqn, producers)
             if site is not None:
                 found[eqn.outvars[0]] = site
-        elif name in ("tanh", "erfc"):
+        elif name == "erfc" or cubic_tanh(eqn, producers):
             ancestors = _ancestors(eqn.invars[0], producers, 5)
-            cubic = any(producers.get(v) is not None and cubes(producers[v]) for v in ancestors)
-            if name == "tanh" and not cubic:
-                continue
             root = _gelu_root(eqn.outvars[0], ancestors, consumers, producers)
             if root is not None:
                 found[root[0]] = _Site("gelu_tanh" if name == "tanh" else "gelu_erf", root[1])
     return found
 
 
-def _evaluate(jaxpr, consts, args, mapping: dict[str, str]) -> list[Any]:
+Replacements = Callable[[Any], dict[Any, Callable[[Callable[[Any], Any]], Any]]]
+Observer = Callable[[Any, list[Any]], None]
+
+
+def evaluate(jaxpr, consts, args, replacements: Replacements | None = None, observe: Observer | None = None,
+             constants: Callable[[list[Any]], None] | None = None) -> list[Any]:
+    """Evaluate `jaxpr` equation by equation, entering jitted calls, as `jax.core.eval_jaxpr` does.
+
+    Args:
+        jaxpr, consts, args: the program, its captured constants and its (flat) arguments; values
+            may be tracers, so evaluating inside a trace re-traces the program.
+        replacements: for each (sub-)program, root variable -> a function of `read` computing that
+            variable instead of its equation.
+        observe: called with each equation and its outputs (a jitted call's after its insides).
+        constants: called with each (sub-)program's captured constants.
+
+    Returns:
+        The program's outputs.
+    """
     env: dict[Any, Any] = {}
 
     def read(v):
         return v.val if isinstance(v, jax.core.Literal) else env[v]
 
+    if constants is not None:
+        constants(list(consts))
     env.update(zip(jaxpr.constvars, consts))
     env.update(zip(jaxpr.invars, args))
-    # spu-direct means SPU's stock forms: the model's own code is that already
-    sites = {root: site for root, site in _sites(jaxpr).items() if mapping.get(site.kind, "spu-direct") != "spu-direct"}
+    replace = replacements(jaxpr) if replacements is not None else {}
     for eqn in jaxpr.eqns:
-        site = sites.get(eqn.outvars[0]) if len(eqn.outvars) == 1 else None
-        if site is not None:
-            impl = get(site.kind, mapping[site.kind]).fn
-            x = read(site.x)
-            out = impl(x) if site.axis is None else impl(x, axis=site.axis)
-            env[eqn.outvars[0]] = out
+        compute = replace.get(eqn.outvars[0]) if len(eqn.outvars) == 1 else None
+        if compute is not None:
+            env[eqn.outvars[0]] = compute(read)
             continue
         invals = [read(v) for v in eqn.invars]
         sub = eqn.params.get("jaxpr") if eqn.primitive.name == "pjit" else None
         if sub is not None:  # a jitted helper may hold sites of its own
-            outs = _evaluate(sub.jaxpr, sub.consts, invals, mapping)
+            outs = evaluate(sub.jaxpr, sub.consts, invals, replacements, observe, constants)
         else:
             # keep the model's source location on what is re-traced (error messages, coverage)
-            subfuns, params = eqn.primitive.get_bind_params(eqn.params)  # as jax.core.eval_jaxpr does
+            subfuns, params = eqn.primitive.get_bind_params(eqn.params)
             with source_info_util.user_context(eqn.source_info.traceback):
                 outs = eqn.primitive.bind(*subfuns, *invals, **params)
             outs = outs if eqn.primitive.multiple_results else [outs]
+        if observe is not None:
+            observe(eqn, outs)
         env.update(zip(eqn.outvars, outs))
     return [read(v) for v in jaxpr.outvars]
+
+
+def _replacements(mapping: dict[str, str]) -> Replacements:
+    """The call sites of `jaxpr` that `mapping` swaps, each computing its implementation on its input."""
+    def sites(jaxpr) -> dict[Any, Callable[[Callable[[Any], Any]], Any]]:
+        out = {}
+        for root, site in _sites(jaxpr).items():
+            impl = mapping.get(site.kind, "spu-direct")
+            if impl == "spu-direct":  # SPU's stock forms: the model's own code is that already
+                continue
+            fn = get(site.kind, impl).fn
+            out[root] = (lambda read, fn=fn, site=site:
+                         fn(read(site.x)) if site.axis is None else fn(read(site.x), axis=site.axis))
+        return out
+
+    return sites
 
 
 def rewrite(fn: Callable, mapping: dict[str, str]) -> Callable:
@@ -204,12 +246,8 @@ def rewrite(fn: Callable, mapping: dict[str, str]) -> Callable:
 
     @functools.wraps(fn)
     def rewritten(*args: Any) -> Any:
-        @functools.wraps(fn)
-        def fresh(*a: Any) -> Any:  # a new object: JAX caches traces by function identity
-            return fn(*a)
-
-        closed, shapes = jax.make_jaxpr(fresh, return_shape=True)(*args)
-        outs = _evaluate(closed.jaxpr, closed.consts, jax.tree_util.tree_leaves(args), mapping)
+        closed, shapes = jax.make_jaxpr(fresh(fn), return_shape=True)(*args)
+        outs = evaluate(closed.jaxpr, closed.consts, jax.tree_util.tree_leaves(args), _replacements(mapping))
         return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shapes), outs)
 
     return rewritten

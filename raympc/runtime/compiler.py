@@ -62,19 +62,26 @@ def traced_form(fn: Callable) -> Callable:
     return TRACE_TRANSFORMS[-1](fn) if TRACE_TRANSFORMS else fn
 
 
+def fresh(fn: Callable) -> Callable:
+    """A new object that calls `fn`: JAX caches traces by function identity, so tracing this one
+    sees whatever `fn` computes now (after an activation was swapped, say)."""
+
+    @functools.wraps(fn)
+    def wrapper(*a: Any) -> Any:
+        return fn(*a)
+
+    return wrapper
+
+
 def _lower_to_xla(fn: Callable, args: Sequence[Any]) -> tuple[bytes, Any]:
     """Trace `fn` afresh and lower it to a serialized XLA module, as SPU's frontend does."""
     fn = traced_form(fn)
-
-    @functools.wraps(fn)
-    def fresh(*a: Any) -> Any:  # a new object every call: defeats JAX's identity-keyed trace cache
-        return fn(*a)
 
     with spu_frontend._jax_lock:  # the patches below are process-wide
         patches = spu_frontend._patch_jax()  # SPU's fixed-point-friendly lax patches (sort etc.)
         try:
             # SPU's own lowering (interpreter backend, keep_unused), pinned to spu 0.9.5.
-            hlo, out_info = spu_frontend._jax_compilation(fresh, (), None, list(args), {})
+            hlo, out_info = spu_frontend._jax_compilation(fresh(fn), (), None, list(args), {})
         finally:
             spu_frontend._restore_jax_patch(patches)
     return hlo, out_info

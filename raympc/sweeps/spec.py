@@ -53,6 +53,16 @@ def _choices() -> dict[str, list[str]]:
     }
 
 
+# Fields whose values a registry resolves, and the error it raises for one it does not know: a
+# shipped workload's name or package.module:factory; a policy, with per-activation overrides; a
+# network preset or RATE,DELAY.
+_RESOLVERS = {
+    "workload": (factory, WorkloadError),
+    "activations": (resolve, PolicyError),
+    "network": (netsim.resolve, netsim.ProfileError),
+}
+
+
 class PointParams(BaseModel):
     """Everything one sweep point runs with. Unknown fields are errors."""
 
@@ -76,13 +86,14 @@ class PointParams(BaseModel):
     breakdown: bool = True
     party_cpus: float = Field(1.0, gt=0)
 
-    @field_validator("workload")
+    @field_validator("workload", "activations", "network")
     @classmethod
-    def _workload(cls, v: str) -> str:
-        """A shipped workload's name, or a user's factory as package.module:factory."""
+    def _resolvable(cls, v: str, info) -> str:
+        """A value its own registry resolves (see `_RESOLVERS`); its error is the field's."""
+        resolve_it, error = _RESOLVERS[info.field_name]
         try:
-            factory(v)
-        except WorkloadError as exc:
+            resolve_it(v)
+        except error as exc:
             raise ValueError(str(exc)) from None
         return v
 
@@ -92,25 +103,6 @@ class PointParams(BaseModel):
         allowed = _choices()[info.field_name]
         if v not in allowed:
             raise ValueError(f"{v!r} is not one of {allowed}")
-        return v
-
-    @field_validator("activations")
-    @classmethod
-    def _policy(cls, v: str) -> str:
-        """An implementation, or one with per-activation overrides (activations.policy.resolve)."""
-        try:
-            resolve(v)
-        except PolicyError as exc:
-            raise ValueError(str(exc)) from None
-        return v
-
-    @field_validator("network")
-    @classmethod
-    def _network(cls, v: str) -> str:
-        try:
-            netsim.resolve(v)
-        except netsim.ProfileError as exc:
-            raise ValueError(str(exc)) from None
         return v
 
     @field_validator("rate", "rtt", mode="before")
