@@ -106,15 +106,14 @@ def test_mish_window_is_one_comparison_op(aby3):
 
 # truncations per rank: SiLU's x^2, s^2, O's dot and the wide sum; Mish's three power
 # rounds and the wide sum (each form paid one more before its sums were kept wide)
-# SiLU: x^2, x^4, O's dot, the sum; GeLU (degree 4): x^2, the inner dot, the sum (no x^4)
-TRUNCATIONS = {"silu": 4, "mish": 4, "gelu_tanh": 3, "gelu_erf": 3}
+# SiLU: x^2, x^4, O's dot, the sum; GeLU (degree 7) also x^6
+TRUNCATIONS = {"silu": 4, "mish": 4, "gelu_tanh": 5, "gelu_erf": 5}
 
 
 @pytest.mark.parametrize("activation", sorted(TRUNCATIONS))
 def test_polynomial_sums_are_truncated_once(aby3, activation):
     """SiLU's even half and relu, and Mish's two sides and relu, are summed wide (fixed_point.py)
-    and truncated together: one `trunc_a` per rank fewer than truncating each dot. GeLU's quartic
-    is c0 + c1 u + c2 s + s (c3 u + c4 s), which needs no s^2: a truncation fewer than SiLU's."""
+    and truncated together: one `trunc_a` per rank fewer than truncating each dot."""
     form = aby3.run(acts.get(activation, "raympc").fn, np.linspace(-8, 8, 512, dtype=np.float32)).metrics
     assert form.ops("mpc")["trunc_a"].count == TRUNCATIONS[activation] * len(form.ranks), form.ops("mpc")
 

@@ -47,8 +47,8 @@ def test_the_preflight_finds_gpt2s_causal_mask(gpt2):
 
 
 def test_gpt2_logits_under_each_policy(gpt2, aby3):
-    """SPU's stock softmax breaks on the mask; raympc's softmax keeps the logits within 2e-3; all of
-    raympc's forms cost fewer bytes, within 1e-2 (GeLU's 1.7e-3, through the projections)."""
+    """SPU's stock softmax breaks on the mask; raympc's softmax alone, and all of raympc's forms
+    (fewer bytes than SPU's), keep the logits within 2e-3 of plaintext."""
     logits, params, ids, plain = gpt2
     runs = {}
     for policy in ("spu-direct", "softmax=raympc", "raympc"):
@@ -57,5 +57,5 @@ def test_gpt2_logits_under_each_policy(gpt2, aby3):
     error = {p: float(np.abs(r.outputs - plain).max()) for p, r in runs.items()}
     assert error["spu-direct"] > 0.1, error
     assert error["softmax=raympc"] <= 2e-3, error
-    assert error["raympc"] <= 1e-2, error
+    assert error["raympc"] <= 2e-3, error
     assert runs["raympc"].metrics.send_bytes < runs["spu-direct"].metrics.send_bytes
