@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import tempfile
 from dataclasses import dataclass
+from typing import Iterator
 
 import ray
+from ray._private import ray_constants
 
 from netsim.sockets import split_host_port
 from raympc.cluster import leftovers
 from raympc.cluster.auth import use_auth_env
 from raympc.cluster.emulated import join_env
 from raympc.errors import RayStartError
+
+SINGLE_NODE_ENV = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR  # "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 # The embedded instance declares at least this many logical CPUs so three 1-CPU parties fit on a
 # 2-core laptop; yacl's real thread count is set per party (see PartySpec.threads).
@@ -42,13 +47,39 @@ class RayHandle:
                 leftovers.forget()
 
 
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """Start Ray inside this to give its node the address 127.0.0.1, so that the GCS, the raylet,
+    the workers' gRPC servers and the agents all listen on loopback only.
+
+    Ray 2.60 replaces a node address of 127.0.0.1 by the machine's routable one (its
+    `resolve_ip_for_localhost`) unless multi-node clusters are disabled, which is what
+    `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` does. That setting is read into a module constant when
+    Ray is imported, so the driver's copy is set here as well; processes Ray starts meanwhile
+    inherit the variable. Only for the embedded instance: a driver joining a cluster must keep
+    its routable address.
+    """
+    saved_env = os.environ.get(SINGLE_NODE_ENV)
+    saved_constant = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[SINGLE_NODE_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_constant
+        if saved_env is None:
+            os.environ.pop(SINGLE_NODE_ENV, None)
+        else:
+            os.environ[SINGLE_NODE_ENV] = saved_env
+
+
 def start_or_join(address: str | None = None, num_cpus: int | None = None,
                   log_to_driver: bool = False) -> RayHandle:
     """`address=None`: reuse this process's Ray if already initialised, else start a private one.
 
     The private instance gets its own short temp dir (Ray's socket paths must stay < 108 bytes),
-    binds to 127.0.0.1, and is started with `address="local"`, which never attaches to a cluster
-    already running on the machine (plain `ray.init()` would).
+    listens on loopback only (`loopback_only`), and is started with `address="local"`, which
+    never attaches to a cluster already running on the machine (plain `ray.init()` would).
     """
     if address == "emulated":  # `raympc cluster emulate up`'s cluster, joined with its token
         address, env = join_env(address)
@@ -64,11 +95,12 @@ def start_or_join(address: str | None = None, num_cpus: int | None = None,
         temp_dir = tempfile.mkdtemp(prefix="raympc-", dir="/tmp")
         cpus = max(num_cpus or os.cpu_count() or 1, MIN_EMBEDDED_CPUS)
         try:
-            ctx = ray.init(
-                address="local", num_cpus=cpus, _temp_dir=temp_dir, _node_ip_address="127.0.0.1",
-                include_dashboard=False, log_to_driver=log_to_driver, configure_logging=False,
-                namespace="raympc",
-            )
+            with loopback_only():
+                ctx = ray.init(
+                    address="local", num_cpus=cpus, _temp_dir=temp_dir, _node_ip_address="127.0.0.1",
+                    include_dashboard=False, log_to_driver=log_to_driver, configure_logging=False,
+                    namespace="raympc",
+                )
         except Exception as exc:
             leftovers.remove_dir_when_released(temp_dir)  # a half-started Ray may still write into it
             raise RayStartError(f"could not start an embedded Ray instance: {exc}") from exc
