@@ -10,6 +10,8 @@ send actions, time, the cost by layer kind and the error against plaintext.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -19,14 +21,20 @@ from workloads.protocol import Workload, WorkloadOptions
 
 
 class Denoiser(nn.Module):
-    """Predicts the noise in `x` given a condition: Dense, LayerNorm, SiLU, Dense."""
+    """Predicts the noise in `x` given a condition: Dense, LayerNorm, SiLU, Dense.
+
+    The activation is a dataclass field, the way Flax code usually stores one: its default is bound
+    when the class is defined, so rebinding `jax.nn.silu` would not reach it; raympc's swaps work on
+    the traced program and do (`raympc check flax_denoiser:make` lists the site).
+    """
 
     width: int = 32
+    activation: Callable = nn.silu
 
     @nn.compact
     def __call__(self, x, condition):
         h = nn.Dense(self.width)(jnp.concatenate([x, condition], axis=-1))
-        h = nn.silu(nn.LayerNorm()(h))
+        h = self.activation(nn.LayerNorm()(h))
         return nn.Dense(x.shape[-1])(h)
 
 

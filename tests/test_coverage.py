@@ -112,6 +112,34 @@ def test_a_causal_mask_of_finfo_min_breaks_spus_softmax_and_not_raympcs(aby3):
     assert any(f.largest >= 3e38 for f in out_of_range(attend, q, q, q))
 
 
+SILU, GELU = jax.nn.silu, jax.nn.gelu  # bound at import, as a model's module-level aliases would be
+
+
+@jax.custom_jvp
+def gelu_with_own_derivative(x):  # a custom derivative, as training code often adds
+    return GELU(x)
+
+
+gelu_with_own_derivative.defjvp(lambda primals, tangents: (gelu_with_own_derivative(primals[0]), tangents[0]))
+
+
+def test_sites_inside_a_scan_and_a_custom_derivative_are_swapped(aby3):
+    """Layers stacked with lax.scan (one body, traced once) and an activation with its own jvp:
+    the rewrite enters both, so the compiled loop body runs raympc's forms."""
+    def stack(ws, x):
+        return jax.lax.scan(lambda h, w: (gelu_with_own_derivative(SILU(h @ w)), None), x, ws)[0]
+
+    rng = np.random.default_rng(3)
+    ws, x = (0.5 * rng.standard_normal((3, 8, 8))).astype(np.float32), rng.standard_normal((2, 8)).astype(np.float32)
+    with acts.use("raympc"):
+        report = acts.coverage(stack, ws, x)
+        ours = aby3.run(stack, Secret(ws, "model"), x)
+    stock = aby3.run(stack, Secret(ws, "model"), x)
+    assert [(s.kind, s.status) for s in report.sites] == [("silu", "swapped"), ("gelu_tanh", "swapped")]
+    assert ours.metrics.send_bytes < stock.metrics.send_bytes
+    assert np.abs(ours.outputs - stack(ws, x)).max() < 1e-2
+
+
 def test_what_the_rewrite_cannot_recognise_is_reported_missed():
     def handmade_softmax(x):  # no stop_gradient: not jax.nn.softmax's shape
         e = jnp.exp(x - x.max(-1, keepdims=True))
@@ -186,9 +214,10 @@ def test_check_command_prints_coverage_range_and_predicted_cost(tmp_path):
 
 def test_sample_records_the_coverage_of_what_it_ran(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "raympc.cli", "sample", "--workload", "tiny-mnist", "--steps", "1",
-                           "--batch", "1", "--no-breakdown", "--out", str(tmp_path)],
+                           "--batch", "1", "--no-breakdown", "--exp-mode", "pade", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run = json.loads((tmp_path / "tiny-mnist-raympc.json").read_text())
+    run = json.loads((tmp_path / "tiny-mnist-raympc-pade.json").read_text())
+    assert run["exp_mode"] == "pade"
     assert run["coverage"]["total"] > 0 and run["coverage"]["swapped"] == run["coverage"]["total"]
     assert "nonlinearity call sites swapped" in proc.stdout

@@ -8,7 +8,8 @@ implementations and secret inputs and weights:
 
 - `conv/matmul`: flax `Conv`, `ConvTranspose`, `Dense`, `DenseGeneral`, `Einsum`;
 - `groupnorm`: `GroupNorm`, `LayerNorm`;
-- `activation`: SiLU, Mish, GeLU (whatever `raympc.activations.use` bound);
+- `activation`: SiLU, Mish, GeLU, with the implementations the policy runs; SiLU and GeLU are
+  found in the traced program, so a model that bound its own (a Flax field, a dict) counts too;
 - `attention`: whole self/cross-attention modules (projections, scores, softmax, weighted sum),
   and the layers inside them are not counted again;
 - `other`: the step's total minus the four kinds (linear glue: residual sums, resizes, the
@@ -26,11 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import flax.linen as nn
-import flax.linen.activation as act
 import jax
 import numpy as np
 
 from raympc.activations import active
+from raympc.activations.coverage import ELEMENTWISE_KINDS, elementwise_sites
 from raympc.runtime.values import Secret
 
 KINDS = ("conv/matmul", "groupnorm", "activation", "attention")
@@ -156,6 +157,7 @@ def _features(kind: str, module: Any, args: tuple, kwargs: dict, out: Any) -> di
 
 
 def _wrap_activation(name: str, fn: Callable) -> Callable:
+    """`fn`, recording each call as an activation layer (outside recorded layers, once per input)."""
     def recorded(x, *a, **kw):
         rec: _Recorder | None = getattr(_state, "recorder", None)
         if rec is None or rec.depth_inside:
@@ -182,25 +184,33 @@ def _wrap_activation(name: str, fn: Callable) -> Callable:
 
 @contextlib.contextmanager
 def _recording() -> Iterator[_Recorder]:
+    """Record module calls, and activations looked up through `activations.current` (Mish); SiLU
+    and GeLU come from the traced program (`_elementwise_calls`), however the model bound them."""
     rec = _Recorder()
-    saved: list[tuple[Any, str, Any]] = []
-    try:
-        for mod in (jax.nn, nn, act):
-            for attr in ("silu", "swish", "gelu", "mish"):
-                if hasattr(mod, attr):
-                    saved.append((mod, attr, getattr(mod, attr)))
-                    setattr(mod, attr, _wrap_activation(attr, getattr(mod, attr)))
+    current = active.current
 
-        current = active.current
-        saved.append((active, "current", current))
-        active.current = lambda activation: _wrap_activation(activation, current(activation))
+    def watched(activation: str) -> Callable:
+        fn = current(activation)
+        return fn if activation in ELEMENTWISE_KINDS else _wrap_activation(activation, fn)
+
+    try:
+        active.current = watched
         _state.recorder = rec
         with nn.intercept_methods(_interceptor):
             yield rec
     finally:
         _state.recorder = None
-        for mod, attr, fn in reversed(saved):
-            setattr(mod, attr, fn)
+        active.current = current
+
+
+def _elementwise_calls(fn: Callable, args: tuple) -> list[LayerCall]:
+    """Every SiLU and GeLU of `fn(*args)`, replayed with the current policy's implementation."""
+    calls = []
+    for kind, spec in elementwise_sites(fn, *args):
+        impl = active.current(kind)
+        calls.append(LayerCall("activation", kind, lambda _params, arrays, _f=impl: _f(arrays[0]), None, [spec],
+                               {"elements": int(np.prod(spec.shape))}))
+    return calls
 
 
 def record_layers(fn: Callable, *example_args: Any, public: tuple[int, ...] = ()) -> list[LayerCall]:
@@ -218,9 +228,10 @@ def record_layers(fn: Callable, *example_args: Any, public: tuple[int, ...] = ()
             full[i] = a
         return fn(*full)
 
+    secret = tuple(example_args[i] for i in traced)
     with _recording() as rec:
-        jax.eval_shape(partial, *(example_args[i] for i in traced))
-    return rec.calls
+        jax.eval_shape(partial, *secret)
+    return rec.calls + _elementwise_calls(partial, secret)
 
 
 def _random_like(tree: Any, rng: np.random.Generator) -> Any:

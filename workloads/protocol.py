@@ -24,6 +24,8 @@ workload name is taken (`raympc sample --workload`, `workload:` in a sweep spec)
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -132,7 +134,8 @@ def is_import_path(name: str) -> bool:
 
 
 def load_factory(path: str) -> Callable[[WorkloadOptions], Workload]:
-    """The factory an import path names.
+    """The factory an import path names. As with `python -m`, modules under the working directory
+    import too (`examples.gpt2_tiny:make` from a checkout), after everything on the path.
 
     Raises:
         WorkloadError: the module does not import, or has no callable of that name.
@@ -140,6 +143,8 @@ def load_factory(path: str) -> Callable[[WorkloadOptions], Workload]:
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise WorkloadError(f"workload {path!r}: an import path is package.module:factory")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -22,13 +22,12 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterator
 
 import jax
-from jax._src import source_info_util
 from jax._src.interpreters import partial_eval as pe
 
 from raympc.activations import policy
 from raympc.activations.registry import REGISTRY
 from raympc.activations.rewrite import cubic_tanh, upstream
-from raympc.runtime.compiler import fresh, traced_form
+from raympc.runtime.compiler import fresh, location, traced_form
 
 # Primitives whose presence marks a nonlinearity, and the activation each one is evidence of
 # unless a pattern below says more (softmax's exp, GeLU's tanh or erfc).
@@ -107,14 +106,6 @@ def _kind(eqn, producers: dict[Any, Any]) -> str | None:
     return PRIMITIVES[name]
 
 
-def short_location(where: str) -> str:
-    """A source location without the install prefix ("flax/linen/normalization.py:201:8 (_normalize)")."""
-    for marker in ("site-packages/", "dist-packages/"):
-        if marker in where:
-            return where.split(marker, 1)[1]
-    return where
-
-
 def _sites(fn: Callable, args: tuple) -> list[tuple[str, tuple[int, ...], str]]:
     jaxpr = jax.make_jaxpr(fresh(fn))(*args).jaxpr
     # what feeds no output is not computed (XLA drops it before SPU compiles): a swapped site's
@@ -126,7 +117,33 @@ def _sites(fn: Callable, args: tuple) -> list[tuple[str, tuple[int, ...], str]]:
         kind = _kind(eqn, producers)
         if kind is not None:
             shape = tuple(getattr(eqn.outvars[0].aval, "shape", ()))
-            found.append((kind, shape, short_location(source_info_util.summarize(eqn.source_info))))
+            found.append((kind, shape, location(eqn)))
+    return found
+
+
+ELEMENTWISE_KINDS = ("silu", "gelu_tanh", "gelu_erf")
+
+
+def elementwise_sites(fn: Callable, *args: Any) -> list[tuple[str, jax.ShapeDtypeStruct]]:
+    """The SiLU and GeLU call sites of `fn(*args)` as the model wrote them (the stock trace, so
+    however the model bound them), each with its input's shape and dtype, in program order. A
+    site applied again to the same value counts once: XLA computes it once.
+
+    Args:
+        fn: a JAX function; every argument is traced (close over public values to leave them out).
+        *args: example arguments.
+    """
+    with policy.stock():
+        jaxpr = jax.make_jaxpr(fresh(fn))(*args).jaxpr
+    jaxpr, _ = pe.dce_jaxpr(jaxpr, [True] * len(jaxpr.outvars))
+    producers = _producers(jaxpr)
+    found, seen = [], set()
+    for eqn in _eqns(jaxpr):
+        kind = _kind(eqn, producers)
+        if kind in ELEMENTWISE_KINDS and (kind, eqn.invars[0]) not in seen:
+            seen.add((kind, eqn.invars[0]))
+            out = eqn.outvars[0].aval
+            found.append((kind, jax.ShapeDtypeStruct(out.shape, out.dtype)))
     return found
 
 

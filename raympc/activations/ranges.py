@@ -15,11 +15,9 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
-from jax._src import source_info_util
 
-from raympc.activations.coverage import short_location
 from raympc.activations.rewrite import evaluate
-from raympc.runtime.compiler import fresh
+from raympc.runtime.compiler import fresh, location
 
 # Beyond this magnitude a value times anything of magnitude 2 or more overflows FM64's product
 # bound (2^27 with 18 fraction bits on each operand).
@@ -79,7 +77,7 @@ def out_of_range(fn: Callable, *args: Any, limit: float = SAFE_LIMIT) -> list[Fi
             note("constant", "a captured constant", c)
 
     def observe(eqn, outs: list[Any]) -> None:
-        where = short_location(source_info_util.summarize(eqn.source_info))
+        where = location(eqn)
         for v in eqn.invars:
             # -inf as max's identity (jax.nn.softmax's row max starts from it) never meets a product
             identity = eqn.primitive.name in ("max", "min") and np.isinf(np.asarray(v.val, float)).all() \

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 
 import jax
 from jax._src import source_info_util
+from jax._src.interpreters import partial_eval as pe
 
 from raympc.activations.registry import get
 from raympc.runtime.compiler import fresh
@@ -164,6 +165,10 @@ def _sites(jaxpr) -> dict[Any, _Site]:
 
 
 Replacements = Callable[[Any], dict[Any, Callable[[Callable[[Any], Any]], Any]]]
+# Calls whose insides are evaluated in line (parameter holding the sub-program): their sites are
+# the model's like any other, and for inference a custom derivative or a remat changes nothing.
+INLINED = {"pjit": "jaxpr", "closed_call": "call_jaxpr", "custom_jvp_call": "call_jaxpr",
+           "custom_vjp_call_jaxpr": "fun_jaxpr", "checkpoint": "jaxpr"}
 Observer = Callable[[Any, list[Any]], None]
 
 
@@ -198,9 +203,13 @@ def evaluate(jaxpr, consts, args, replacements: Replacements | None = None, obse
             env[eqn.outvars[0]] = compute(read)
             continue
         invals = [read(v) for v in eqn.invars]
-        sub = eqn.params.get("jaxpr") if eqn.primitive.name == "pjit" else None
-        if sub is not None:  # a jitted helper may hold sites of its own
-            outs = evaluate(sub.jaxpr, sub.consts, invals, replacements, observe, constants)
+        inlined = INLINED.get(eqn.primitive.name)
+        if inlined is not None:  # a jitted helper (or a custom-derivative one) may hold sites of its own
+            sub = eqn.params[inlined]
+            closed = (sub.jaxpr, sub.consts) if hasattr(sub, "consts") else (sub, [])
+            outs = evaluate(*closed, invals, replacements, observe, constants)
+        elif eqn.primitive.name == "scan" and replacements is not None:
+            outs = _scan(eqn, invals, replacements)
         else:
             # keep the model's source location on what is re-traced (error messages, coverage)
             subfuns, params = eqn.primitive.get_bind_params(eqn.params)
@@ -211,6 +220,19 @@ def evaluate(jaxpr, consts, args, replacements: Replacements | None = None, obse
             observe(eqn, outs)
         env.update(zip(eqn.outvars, outs))
     return [read(v) for v in jaxpr.outvars]
+
+
+def _scan(eqn, invals: list[Any], replacements: Replacements) -> list[Any]:
+    """A `lax.scan` whose body has its sites replaced: the body is re-traced through `evaluate`,
+    and what the implementations capture (their coefficients) enters as extra leading constants."""
+    body = eqn.params["jaxpr"]
+    avals = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in body.in_avals]
+    new = jax.make_jaxpr(lambda *a: evaluate(body.jaxpr, body.consts, list(a), replacements))(*avals)
+    extra = len(new.consts)
+    params = dict(eqn.params, jaxpr=jax.core.ClosedJaxpr(pe.convert_constvars_jaxpr(new.jaxpr), ()),
+                  num_consts=eqn.params["num_consts"] + extra, linear=(False,) * extra + tuple(eqn.params["linear"]))
+    with source_info_util.user_context(eqn.source_info.traceback):
+        return eqn.primitive.bind(*new.consts, *invals, **params)
 
 
 def _replacements(mapping: dict[str, str]) -> Replacements:

@@ -8,13 +8,14 @@ import argparse
 from pathlib import Path
 
 from raympc.bench.activations import bench_activations
+from raympc.bench.models import POLICIES, WORKLOADS, bench_models
 from raympc.bench.netmodel import FIT_PROFILES, SPEC, bench_netmodel
 from raympc.bench.network import bench_netsim
 from raympc.bench.runtime import bench_runtime
 from raympc.bench.sd_scale import bench_sd_scale
 from raympc.bench.sweep_scale import bench_sweep_scale
 from raympc.bench.tls import bench_tls
-from raympc.commands.common import Subparsers, assignments, make_console, names, out_dir, policy
+from raympc.commands.common import Subparsers, assignments, make_console, names, out_dir, policy, workload
 
 DEFAULT_OUT = "runs/bench"
 
@@ -62,6 +63,17 @@ def register(sub: Subparsers) -> None:
     out_dir(b, DEFAULT_OUT, "results; measured scales are cached here and not re-run")
     b.set_defaults(func=lambda a: bench_sd_scale(fit=a.fit, holdout=a.holdout, target=a.target,
                                                  activations=a.activations, out=a.out, console=make_console()))
+
+    b = benches.add_parser("models", help="bytes, messages, time, coverage and error per model and policy")
+    b.add_argument("--workload", type=workload, action="append", metavar="NAME|package.module:factory",
+                   help=f"repeatable; default: {', '.join(WORKLOADS)} (examples/ from a checkout)")
+    b.add_argument("--policy", type=policy, action="append", help=f"repeatable; default: {', '.join(POLICIES)}")
+    b.add_argument("--batch", type=int, default=1)
+    b.add_argument("--no-pade", action="store_true", help="skip CipherDM's Pade-exp pair on its U-Net")
+    out_dir(b, DEFAULT_OUT)
+    b.set_defaults(func=lambda a: bench_models(workloads=tuple(a.workload or WORKLOADS),
+                                               policies=tuple(a.policy or POLICIES), pade=not a.no_pade,
+                                               batch=a.batch, out=a.out, console=make_console()))
 
     b = benches.add_parser("netmodel", help="calibrate the analytic network model and check it on held-out profiles")
     b.add_argument("--spec", type=Path, default=SPEC)

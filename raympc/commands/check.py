@@ -20,6 +20,8 @@ from raympc.activations.coverage import Coverage
 from raympc.activations.ranges import SAFE_LIMIT, Finding, as_dicts, out_of_range
 from raympc.commands.common import Subparsers, make_console, names, policy, workload
 from raympc.runtime.session import Session
+from raympc.runtime.support import Unsupported, unsupported_ops
+from raympc.runtime.support import as_dicts as unsupported_dicts
 from raympc.sweeps.netmodel import Calibration, RunCost
 from workloads.protocol import WorkloadOptions
 from workloads.registry import build, run_workload
@@ -61,9 +63,14 @@ def check(workload: str, activations: str = "raympc", batch: int = 1, scale: str
     console.print(_coverage_table(sites, workload, activations))
     findings = out_of_range(w.step, *w.step_arguments(0))
     console.print(_range_table(findings))
+    with console.status("compiling with SPU"), acts.use(activations):
+        rejected = unsupported_ops(w.step, *w.step_arguments(0))
+    console.print(_unsupported_table(rejected))
     report: dict[str, Any] = {"workload": workload, "activations": activations, "coverage": sites.to_dict(),
-                              "fixed_point": as_dicts(findings)}
-    if cost:
+                              "fixed_point": as_dicts(findings), "unsupported": unsupported_dicts(rejected)}
+    if cost and rejected:
+        console.print("[bold red]no secure steps: SPU cannot compile this program[/]")
+    elif cost:
         report["cost"] = _cost(workload, activations, batch, scale, networks, console)
     return report
 
@@ -89,6 +96,17 @@ def _range_table(findings: list[Finding]) -> Table:
         table.add_row(f.what, f.where, f"{f.largest:.3g}", str(list(f.shape)))
     if not findings:
         table.add_row("nothing", "", "", "")
+    return table
+
+
+def _unsupported_table(rejected: list[Unsupported]) -> Table:
+    table = Table(title=f"operations SPU cannot compile: {len(rejected)}")
+    for col in ("operation", "where", "shape", "SPU says"):
+        table.add_column(col)
+    for u in rejected:
+        table.add_row(u.primitive, u.where, str(list(u.shape)), u.reason)
+    if not rejected:
+        table.add_row("none: the whole step compiles", "", "", "")
     return table
 
 

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from raympc.activations.policy import PolicyError, resolve
 from raympc.errors import ConfigError
+from raympc.runtime.protocols import EXP_MODES
 from workloads.protocol import WorkloadError
 from workloads.registry import factory
 
@@ -17,9 +18,10 @@ Subparsers = argparse._SubParsersAction
 
 
 def make_console() -> Console:
-    """Rich squeezes tables to 80 columns when output is not a terminal (CI logs, files): widen it."""
-    console = Console()
-    return console if console.is_terminal else Console(width=160)
+    """Rich squeezes tables to 80 columns when output is not a terminal (CI logs, files): widen it.
+    No emoji codes: source locations such as `model.py:100:34` would print as an emoji."""
+    console = Console(emoji=False)
+    return console if console.is_terminal else Console(width=160, emoji=False)
 
 
 def policy(text: str) -> str:
@@ -59,6 +61,14 @@ def assignments(pairs: list[str] | None, flag: str, form: str = "KEY=VALUE") -> 
             raise ConfigError(f"{flag} takes {form}, got {pair!r}")
         out[key.strip()] = value.strip()
     return out
+
+
+def exp_mode(parser: argparse.ArgumentParser) -> None:
+    """The `--exp-mode` flag: SPU's exp for the activations that use its stock one (CipherDM's
+    baseline is Pade; SPU's default Taylor)."""
+    parser.add_argument("--exp-mode", choices=sorted(EXP_MODES), default="taylor",
+                        help="SPU's exp for stock exp/softmax/sigmoid: taylor (SPU's default) or pade (CipherDM's "
+                             "baseline)")
 
 
 def out_dir(parser: argparse.ArgumentParser, default: str, what: str = "results") -> None:

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+from raympc.bench import models
 from raympc.commands import demo
 from raympc.commands.common import Subparsers, make_console
 from raympc.errors import ConfigError
@@ -203,10 +204,24 @@ def _sd_scale(r: dict[str, Any]) -> tuple[str, str]:
             + "\n\n" + markdown_table(rows))
 
 
+def _models(r: dict[str, Any]) -> tuple[str, str]:
+    body = (f"One unshaped secure step of each model under each policy, batch {r['batch']}; bytes and send actions "
+            "over the three ranks; the error is the max abs difference from the same step in plaintext with the "
+            "model's own activations; `bytes vs spu-direct` is against SPU's stock step with the same exp.\n\n"
+            + markdown_table(models.summary(r["rows"])))
+    if r.get("cipherdm_released"):
+        body += ("\nCipherDM's tiny U-Net under its own comparison (SPU with Pade exp, with and without its SiLU), "
+                 "beside its released run (spu 0.9.2b0, 50 DDIM steps; its figures are SPU's profile of one party, "
+                 "so here too one rank's bytes: the three ranks' over three):\n\n"
+                 + markdown_table(models.released_summary(r["cipherdm_released"])))
+    return "Whole models per policy, ours and others' (`raympc bench models`)", body
+
+
 # How each kind of result file becomes a section of the page, in the page's order.
 RENDERERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
     "demo": _demo,
     "bench-activations": _activations,
+    "bench-models": _models,
     "sd-scale": _sd_scale,
     "bench-netsim": _netsim,
     "bench-runtime": _runtime,

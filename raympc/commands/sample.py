@@ -12,7 +12,8 @@ from rich.table import Table
 
 import raympc.activations as acts
 from raympc.activations.policy import file_stem
-from raympc.commands.common import Subparsers, make_console, out_dir, policy, workload
+from raympc.commands.common import Subparsers, exp_mode, make_console, out_dir, policy, workload
+from raympc.runtime.config import SpuConfig
 from raympc.runtime.session import Session
 from raympc.util.figures import save_agreement, save_grid
 from raympc.util.results import write_results
@@ -30,6 +31,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--activations", type=policy, default="raympc",
                    help="implementation (raympc, spu-direct, cipherdm, puma, ...), per activation "
                         "(mish=raympc,softmax=spu-direct), or both (raympc,softmax=raympc-lean)")
+    exp_mode(p)
     p.add_argument("--network", default=None, help="network profile (preset or RATE,DELAY)")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic)")
@@ -42,7 +44,7 @@ def register(sub: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     run_sample(args.workload, args.steps, args.activations, args.network, args.batch, args.out, args.seed, args.eta,
-               breakdown=not args.no_breakdown, scale=args.scale, console=make_console())
+               breakdown=not args.no_breakdown, scale=args.scale, exp_mode=args.exp_mode, console=make_console())
 
 
 def kinds_table(kinds: dict[str, dict], title: str) -> Table:
@@ -57,21 +59,32 @@ def kinds_table(kinds: dict[str, dict], title: str) -> Table:
 
 def run_sample(workload: str = "ddim-mnist", steps: int = 10, activations: str = "raympc", network: str | None = None,
                batch: int = 4, out: Path = Path("runs/sample"), seed: int = 0, eta: float = 0.0,
-               breakdown: bool = True, scale: str = "tiny", console: Console | None = None) -> dict:
+               breakdown: bool = True, scale: str = "tiny", exp_mode: str = "taylor",
+               console: Console | None = None) -> dict:
+    """Sample `workload` securely and in plaintext; write its grid (or agreement plot) and JSON to `out`.
+
+    Returns:
+        The run's record as written to JSON: per-step and total cost, cost by layer kind,
+        quality against plaintext, and the coverage report.
+
+    Raises:
+        WorkloadError: the workload cannot be built.
+    """
     console = console or Console()
     opts = WorkloadOptions(steps=steps, batch=batch, seed=seed, eta=eta, scale=scale, breakdown=breakdown)
     out.mkdir(parents=True, exist_ok=True)
-    with Session(network=network) as session, acts.use(activations) as mapping, Progress(console=console) as bar:
+    with Session(network=network, spu_config=SpuConfig(exp_mode=exp_mode)) as session, acts.use(activations) as mapping, Progress(console=console) as bar:
         task = bar.add_task(f"secure {workload}, {activations} activations, {steps} steps", total=steps)
         done = run_workload(workload, session, opts, on_step=lambda i, s: bar.update(task, advance=1))
         described = session.describe()
     result = {
-        "workload": workload, "steps": steps, "batch": batch, "activations": activations, "mapping": mapping,
+        "workload": workload, "steps": steps, "batch": batch, "activations": activations, "exp_mode": exp_mode,
+        "mapping": mapping,
         "network": described["network"], "seed": seed, "model": done.info,
         "compile_s": done.compile_s, "per_step": done.per_step, "total": done.total,
         "breakdown_step0": done.breakdown, "quality": done.quality, "coverage": done.coverage.to_dict(),
     }
-    stem = f"{workload_stem(workload)}-{file_stem(activations)}"
+    stem = f"{workload_stem(workload)}-{file_stem(activations)}" + ("" if exp_mode == "taylor" else f"-{exp_mode}")
     if done.images:
         save_grid({"plaintext": done.plain, f"secure ({activations})": done.secure}, out / f"{stem}.png")
     elif done.plain.ndim == 4:  # latents (batch, channels, h, w): channel 0 of each, scaled to their range

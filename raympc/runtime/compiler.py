@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 import spu.libspu as libspu
+from jax._src import source_info_util
 from jax._src.lib import xla_client
 from spu.utils import frontend as spu_frontend
 
@@ -71,6 +72,16 @@ def fresh(fn: Callable) -> Callable:
         return fn(*a)
 
     return wrapper
+
+
+def location(eqn: Any) -> str:
+    """Where a traced equation came from, without the install prefix
+    ("flax/linen/normalization.py:201:8 (_normalize)")."""
+    where = source_info_util.summarize(eqn.source_info)
+    for marker in ("site-packages/", "dist-packages/"):
+        if marker in where:
+            return where.split(marker, 1)[1]
+    return where
 
 
 def _lower_to_xla(fn: Callable, args: Sequence[Any]) -> tuple[bytes, Any]:
