@@ -22,6 +22,7 @@ from netsim import state, tc
 from netsim.probe import Capabilities, probe
 from netsim.profile import LinkShape, NetworkProfile
 from netsim.relay import DirectedLink, Relay
+from netsim.timeline import Message
 
 # A library attaches no handler: the `raympc` command line shows these on stderr, and Python's
 # last-resort handler shows warnings to everybody else.
@@ -48,8 +49,8 @@ class PartyLink:
 class Shaping:
     """Shaping applied to a set of party links; undo with `close()` (also a context manager)."""
 
-    def __init__(self, backend: str, profile: NetworkProfile, links: list[PartyLink]) -> None:
-        self.backend, self.profile, self.links = backend, profile, links
+    def __init__(self, backend: str, profile: NetworkProfile, links: list[PartyLink], trace: bool = False) -> None:
+        self.backend, self.profile, self.links, self.trace = backend, profile, links, trace
         self.id = uuid.uuid4().hex[:12]
         self.notes: list[str] = []
         self.applied: dict[str, dict] = {}
@@ -86,6 +87,17 @@ class Shaping:
             return {key: by_class.get(cid, {"bytes": 0, "packets": 0}) for cid, key in self._tc_classes.items()}
         return {key: d.counter.snapshot() for key, d in self._dlinks.items()}
 
+    def messages(self, start: float | None = None, end: float | None = None) -> list[Message]:
+        """Every message sent on the links in [start, end] (`time.monotonic()`), with `trace`.
+
+        Raises:
+            ShapingError: the shaping was made without `trace=True`.
+        """
+        if not self.trace:
+            raise ShapingError("this shaping keeps no message timeline: shape(..., trace=True)")
+        return sorted((m for d in self._dlinks.values() if d.timeline is not None for m in d.timeline.messages(start, end)),
+                      key=lambda m: m.sent)
+
     def metadata(self) -> dict:
         return {"profile": self.profile.name, "profile_detail": self.profile.describe(),
                 "backend": self.backend, "applied": self.applied, "notes": list(self.notes),
@@ -115,7 +127,8 @@ class Shaping:
     # -- building -----------------------------------------------------------------------------
     def _start_relays(self, relay_shape: Callable[[LinkShape], LinkShape]) -> None:
         for link in self.links:
-            self._dlinks[link.key] = DirectedLink(link.src, link.dst, relay_shape(self.profile.link(link.src, link.dst)))
+            self._dlinks[link.key] = DirectedLink(link.src, link.dst, relay_shape(self.profile.link(link.src, link.dst)),
+                                                  trace=self.trace)
         for link in self.links:
             back = self._dlinks[f"{link.dst}->{link.src}"]
             self._relays[link.key] = Relay(self._dlinks[link.key], back, link.upstream,
@@ -169,23 +182,27 @@ def _relay_delay_only(shape: LinkShape) -> LinkShape:
     return LinkShape(delay_s=shape.delay_s, jitter_s=shape.jitter_s)
 
 
-def build_none(profile: NetworkProfile, links: list[PartyLink], caps: Capabilities) -> Shaping:
+def build_none(profile: NetworkProfile, links: list[PartyLink], caps: Capabilities, trace: bool = False) -> Shaping:
+    if trace:
+        raise ShapingError("backend 'none' relays nothing, so it sees no message: trace with 'relay' (it shapes "
+                           "nothing on an unshaped profile)")
     shaping = Shaping("none", profile, links)
     if profile.shaped:
         shaping.notes.append(f"profile {profile.name!r} asked for shaping, but backend 'none' applies nothing")
     return shaping
 
 
-def build_relay(profile: NetworkProfile, links: list[PartyLink], caps: Capabilities) -> Shaping:
+def build_relay(profile: NetworkProfile, links: list[PartyLink], caps: Capabilities, trace: bool = False) -> Shaping:
     _reject_loss(profile, "relay")
-    shaping = Shaping("relay", profile, links)
+    shaping = Shaping("relay", profile, links, trace)
     shaping._start_relays(lambda s: s)
     shaping._record_state(None)
     shaping.applied = {k: {"relay": d.shape.describe()} for k, d in shaping._dlinks.items()}
     return shaping
 
 
-def _build_kernel(profile: NetworkProfile, links: list[PartyLink], caps: Capabilities, relay_delay: bool) -> Shaping:
+def _build_kernel(profile: NetworkProfile, links: list[PartyLink], caps: Capabilities, relay_delay: bool,
+                  trace: bool = False) -> Shaping:
     name = "tc+relay" if relay_delay else "tc"
     if not caps.htb:
         raise ShapingError(f"backend {name!r} needs kernel htb: {caps.detail}")
@@ -195,7 +212,7 @@ def _build_kernel(profile: NetworkProfile, links: list[PartyLink], caps: Capabil
     elif (wants_delay or any(profile.link(l.src, l.dst).loss for l in links)) and not caps.netem:
         raise ShapingError("backend 'tc' needs sch_netem for delay, jitter or loss, and this kernel has none; "
                            "use 'tc+relay' (kernel rate, relay delay) or 'relay'")
-    shaping = Shaping(name, profile, links)
+    shaping = Shaping(name, profile, links, trace)
     shaping._start_relays(_relay_delay_only if relay_delay else _no_relay_shape)
     try:
         with _state_lock():
@@ -224,15 +241,16 @@ def _build_kernel(profile: NetworkProfile, links: list[PartyLink], caps: Capabil
     return shaping
 
 
-def build_tc(profile: NetworkProfile, links: list[PartyLink], caps: Capabilities) -> Shaping:
-    return _build_kernel(profile, links, caps, relay_delay=False)
+def build_tc(profile: NetworkProfile, links: list[PartyLink], caps: Capabilities, trace: bool = False) -> Shaping:
+    return _build_kernel(profile, links, caps, relay_delay=False, trace=trace)
 
 
-def build_tc_relay(profile: NetworkProfile, links: list[PartyLink], caps: Capabilities) -> Shaping:
-    return _build_kernel(profile, links, caps, relay_delay=True)
+def build_tc_relay(profile: NetworkProfile, links: list[PartyLink], caps: Capabilities, trace: bool = False) -> Shaping:
+    return _build_kernel(profile, links, caps, relay_delay=True, trace=trace)
 
 
-BACKENDS: dict[str, Callable[[NetworkProfile, list[PartyLink], Capabilities], Shaping]] = {
+# backend -> builder(profile, links, capabilities, trace)
+BACKENDS: dict[str, Callable[..., Shaping]] = {
     "none": build_none,
     "relay": build_relay,
     "tc": build_tc,
@@ -257,13 +275,15 @@ def choose_backend(profile: NetworkProfile, caps: Capabilities | None = None) ->
     return "relay", f"kernel shaping unavailable ({caps.detail}); the user-space relay shapes instead"
 
 
-def shape(profile: NetworkProfile, links: list[PartyLink], backend: str = "auto") -> Shaping:
+def shape(profile: NetworkProfile, links: list[PartyLink], backend: str = "auto", trace: bool = False) -> Shaping:
     """Shape every link of `links` as `profile` says, until the returned shaping is closed.
 
     Args:
         profile: the rate, delay, jitter and loss per directed link (`netsim.resolve("wan")`).
         links: the directed links, each a source rank, destination rank and destination address.
-        backend: "relay", "tc", "tc+relay", "none", or "auto" (probes the machine and says why).
+        backend: "relay", "tc", "tc+relay", "none", or "auto" (probes the machine and says why;
+            with `trace`, an unshaped profile gets the pass-through relay rather than "none").
+        trace: keep every link's message timeline (`Shaping.messages`; sizes and times only).
 
     Returns:
         A `Shaping` (a context manager): `address(src, dst)` is where `src` must dial `dst`,
@@ -274,6 +294,8 @@ def shape(profile: NetworkProfile, links: list[PartyLink], backend: str = "auto"
             for delay through tc, `lo` already shaped by somebody else).
     """
     caps = probe()
+    if backend == "auto" and trace and not profile.shaped:
+        backend = "relay"  # only a relay sees the messages; on an unshaped profile it only forwards
     if backend == "auto":
         backend, why = choose_backend(profile, caps)
         if profile.shaped:
@@ -281,7 +303,7 @@ def shape(profile: NetworkProfile, links: list[PartyLink], backend: str = "auto"
     builder = BACKENDS.get(backend)
     if builder is None:
         raise ShapingError(f"unknown shaping backend {backend!r}; choose one of {sorted(BACKENDS)} or 'auto'")
-    shaping = builder(profile, links, caps)
+    shaping = builder(profile, links, caps, trace=trace)
     for note in shaping.notes:
         log.warning(note)
     return shaping

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from netsim.profile import LinkShape
+from netsim.timeline import Timeline
 from netsim.sockets import close_quietly, stop_listening
 
 CHUNK = 256 * 1024
@@ -112,10 +113,11 @@ class Pacer:
 class DirectedLink:
     """Shared state of one directed link across all its connections."""
 
-    def __init__(self, src: int, dst: int, shape: LinkShape) -> None:
+    def __init__(self, src: int, dst: int, shape: LinkShape, trace: bool = False) -> None:
         self.src, self.dst, self.shape = src, dst, shape
         self.pacer = Pacer(shape.rate_bps)
         self.counter = LinkCounter()
+        self.timeline = Timeline(self.key) if trace else None
 
     @property
     def key(self) -> str:
@@ -149,17 +151,19 @@ class _Pump:
                 n = self.reader.recv_into(buf)
                 if n == 0:
                     break
+                now = time.monotonic()
                 if not self.shaped:
                     self.writer.sendall(view[:n])
                     self.link.counter.add(n)
+                    if self.link.timeline is not None:
+                        self.link.timeline.add(now, time.monotonic(), n)
                     continue
-                now = time.monotonic()
                 departure = self.link.pacer.departure(n, now)
                 shape = self.link.shape
                 delay = shape.delay_s + (random.uniform(-shape.jitter_s, shape.jitter_s) if shape.jitter_s else 0.0)
                 last_delivery = max(last_delivery, departure + max(delay - RELAY_HOP_LATENCY_S, 0.0))
                 with self._cond:
-                    self._queue.append((last_delivery, bytes(view[:n])))
+                    self._queue.append((last_delivery, bytes(view[:n]), now))
                     self._cond.notify()
                 # Hold the sender back to the link rate, as a real bottleneck would.
                 wait = departure - time.monotonic()
@@ -183,10 +187,12 @@ class _Pump:
                         self._cond.wait()
                     if not self._queue:
                         break
-                    delivery, data = self._queue.popleft()
+                    delivery, data, sent = self._queue.popleft()
                 _sleep_until(delivery)
                 self.writer.sendall(data)
                 self.link.counter.add(len(data))
+                if self.link.timeline is not None:
+                    self.link.timeline.add(sent, time.monotonic(), len(data))
         except OSError:
             pass
         finally:

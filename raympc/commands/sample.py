@@ -15,7 +15,7 @@ from raympc.activations.policy import file_stem
 from raympc.commands.common import Subparsers, exp_mode, make_console, out_dir, policy, workload
 from raympc.runtime.config import SpuConfig
 from raympc.runtime.session import Session
-from raympc.util.figures import save_agreement, save_grid
+from raympc.util.figures import save_agreement, save_grid, save_timeline
 from raympc.util.results import write_results
 from workloads.protocol import file_stem as workload_stem
 from workloads.registry import WORKLOADS, WorkloadOptions, run_workload
@@ -37,6 +37,9 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic)")
     p.add_argument("--seed", type=int, default=0)
     out_dir(p, "runs/sample", "sample grid and the run's JSON")
+    p.add_argument("--trace", action="store_true",
+                   help="keep every party link's message timeline: STEM.trace.json (ui.perfetto.dev) and a figure "
+                        "of the first step, STEM.timeline.png")
     p.add_argument("--no-breakdown", action="store_true",
                    help="skip the cost-by-layer-kind replay (it costs about one more step)")
     p.set_defaults(func=run)
@@ -44,7 +47,8 @@ def register(sub: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     run_sample(args.workload, args.steps, args.activations, args.network, args.batch, args.out, args.seed, args.eta,
-               breakdown=not args.no_breakdown, scale=args.scale, exp_mode=args.exp_mode, console=make_console())
+               breakdown=not args.no_breakdown, scale=args.scale, exp_mode=args.exp_mode, trace=args.trace,
+               console=make_console())
 
 
 def kinds_table(kinds: dict[str, dict], title: str) -> Table:
@@ -59,7 +63,7 @@ def kinds_table(kinds: dict[str, dict], title: str) -> Table:
 
 def run_sample(workload: str = "ddim-mnist", steps: int = 10, activations: str = "raympc", network: str | None = None,
                batch: int = 4, out: Path = Path("runs/sample"), seed: int = 0, eta: float = 0.0,
-               breakdown: bool = True, scale: str = "tiny", exp_mode: str = "taylor",
+               breakdown: bool = True, scale: str = "tiny", exp_mode: str = "taylor", trace: bool = False,
                console: Console | None = None) -> dict:
     """Sample `workload` securely and in plaintext; write its grid (or agreement plot) and JSON to `out`.
 
@@ -73,18 +77,25 @@ def run_sample(workload: str = "ddim-mnist", steps: int = 10, activations: str =
     console = console or Console()
     opts = WorkloadOptions(steps=steps, batch=batch, seed=seed, eta=eta, scale=scale, breakdown=breakdown)
     out.mkdir(parents=True, exist_ok=True)
-    with Session(network=network, spu_config=SpuConfig(exp_mode=exp_mode)) as session, acts.use(activations) as mapping, Progress(console=console) as bar:
+    stem = f"{workload_stem(workload)}-{file_stem(activations)}" + ("" if exp_mode == "taylor" else f"-{exp_mode}")
+    traced = {}
+    with Session(network=network, spu_config=SpuConfig(exp_mode=exp_mode), trace=trace) as session, acts.use(activations) as mapping, Progress(console=console) as bar:
         task = bar.add_task(f"secure {workload}, {activations} activations, {steps} steps", total=steps)
         done = run_workload(workload, session, opts, on_step=lambda i, s: bar.update(task, advance=1))
         described = session.describe()
+        if trace:  # the first secure run is the first step (compiling runs nothing)
+            traced = {"trace": Path(session.write_trace(out / f"{stem}.trace.json")).name,
+                      "timeline": f"{stem}.timeline.png"}
+            save_timeline(session.messages(0), out / traced["timeline"],
+                          f"{workload}, {activations}, {described['network'].get('profile')}: step 1",
+                          start=session.runs[0][1])
     result = {
         "workload": workload, "steps": steps, "batch": batch, "activations": activations, "exp_mode": exp_mode,
         "mapping": mapping,
         "network": described["network"], "seed": seed, "model": done.info,
         "compile_s": done.compile_s, "per_step": done.per_step, "total": done.total,
-        "breakdown_step0": done.breakdown, "quality": done.quality, "coverage": done.coverage.to_dict(),
+        "breakdown_step0": done.breakdown, "quality": done.quality, "coverage": done.coverage.to_dict(), **traced,
     }
-    stem = f"{workload_stem(workload)}-{file_stem(activations)}" + ("" if exp_mode == "taylor" else f"-{exp_mode}")
     if done.images:
         save_grid({"plaintext": done.plain, f"secure ({activations})": done.secure}, out / f"{stem}.png")
     elif done.plain.ndim == 4:  # latents (batch, channels, h, w): channel 0 of each, scaled to their range
@@ -111,5 +122,6 @@ def run_sample(workload: str = "ddim-mnist", steps: int = 10, activations: str =
     console.print(("[bold red]" if done.coverage.missed else "") + "activations: " + done.coverage.summary()
                   + ("[/] (the model binds these where `use` cannot reach; `raympc check` lists every site)"
                      if done.coverage.missed else ""))
-    console.print(f"wrote {out / stem}.png")
+    console.print(f"wrote {out / stem}.png" + (f", {out / traced['trace']} (open it in ui.perfetto.dev) and "
+                                                f"{out / traced['timeline']}" if traced else ""))
     return result

@@ -22,6 +22,9 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--own-references", action="store_true",
                    help="every shaped point measures its own unshaped reference steps (by default points "
                         "running the same program share one measurement)")
+    p.add_argument("--trace", action="store_true",
+                   help="keep each point's message timeline per party link (OUT/traces/POINT.trace.json, for "
+                        "ui.perfetto.dev); the report links them")
     p.set_defaults(func=run)
 
 
@@ -29,7 +32,7 @@ def run(args: argparse.Namespace) -> None:
     console = make_console()
     s = run_sweep(args.spec, args.out, address=args.address, parallel=args.parallel,
                   retry_failed=args.retry_failed, share_references=not args.own_references, console=console,
-                  only=assignments(args.only, "--only", "FIELD=VALUE (e.g. activations=raympc)"))
+                  only=assignments(args.only, "--only", "FIELD=VALUE (e.g. activations=raympc)"), trace=args.trace)
     line = f"{s.points} points: {s.skipped} already done, {s.ran} ran, {s.failed} failed"
     if s.ran:
         line += f"; wall {s.wall_s:.1f} s for {s.busy_s:.1f} s of point time"

@@ -96,6 +96,8 @@ class Session:
         workdir: where party logs go (default: a temporary directory removed on close).
         network: a preset ("lan", "wan", ...), "RATE,DELAY", or a `netsim.NetworkProfile`.
         shaping: the netsim backend ("auto", "relay", "tc", "tc+relay", "none").
+        trace: keep every party link's message timeline (sizes and times, never payloads) through
+            the relay, also on an unshaped network: `messages()`, `write_trace()`.
         tls: True for mutual TLS with per-session certificates, or a `TLSConfig` with your own.
         cache: a compiled-program cache to share between sessions of one process.
 
@@ -118,6 +120,7 @@ class Session:
         workdir: str | None = None,
         network: "str | netsim.NetworkProfile | None" = None,
         shaping: str = "auto",
+        trace: bool = False,
         tls: "bool | TLSConfig" = False,
         cache: ProgramCache | None = None,
     ) -> None:
@@ -142,6 +145,10 @@ class Session:
         if shaping != "auto" and shaping not in netsim.BACKENDS:
             raise ConfigError(f"unknown shaping backend {shaping!r}; choose 'auto' or one of {sorted(netsim.BACKENDS)}")
         self.shaping_backend = shaping
+        self.trace = trace
+        if trace and shaping == "none":
+            raise ConfigError("trace=True needs the relay to see the messages; shaping='none' has none")
+        self.runs: list[tuple[str, float, float]] = []  # with `trace`: (program, start, end) of each run
         self._shaping: "netsim.Shaping | ClusterShaping | None" = None
         self.tls = TLSConfig() if tls is True else (tls or None)
         self._per_node_shaping = False
@@ -231,6 +238,9 @@ class Session:
         # Parties on distinct machines are shaped by each node's kernel; parties that share a
         # network stack (one host, or nodes emulated on loopback) by the single-host backends.
         self._per_node_shaping = len(set(hosts)) == len(hosts) and not all(h.startswith("127.") for h in hosts)
+        if self._per_node_shaping and self.trace:
+            raise ConfigError("trace=True needs the parties' links to pass through one relay; parties on "
+                              "separate nodes are shaped by each node's kernel and dial each other directly")
         if self._per_node_shaping and self.shaping_backend not in ("auto", "none", "tc"):
             raise ConfigError(f"shaping backend {self.shaping_backend!r} works within one host; parties on "
                               "separate nodes are shaped by each node's kernel (shaping='auto' or 'tc')")
@@ -241,11 +251,11 @@ class Session:
         if self._per_node_shaping:
             if self.network.shaped:
                 self._shaping = ClusterShaping(self.network, self.party_info)
-        elif self.network.shaped or self.shaping_backend not in ("auto", "none"):
+        elif self.network.shaped or self.trace or self.shaping_backend not in ("auto", "none"):
             links = [netsim.PartyLink(src, dst, split_host_port(addresses[dst]))
                      for src in range(self.parties) for dst in range(self.parties) if src != dst]
             try:
-                self._shaping = netsim.shape(self.network, links, self.shaping_backend)
+                self._shaping = netsim.shape(self.network, links, self.shaping_backend, trace=self.trace)
             except netsim.ShapingError as exc:
                 raise ConfigError(str(exc)) from exc
         creds = tls_credentials(self.tls, hosts) if self.tls is not None else [None] * self.parties
@@ -406,12 +416,15 @@ class Session:
         code_ref = None if program.key in self._shipped else ray.put(program.code)
         free, self._pending_free[:] = list(self._pending_free), []
         links_before = self._shaping.counters() if self._shaping is not None else None
+        started = time.monotonic()
         start = time.perf_counter()
         rank_dicts = self._gather([
             a.run.remote(program.key, code_ref, program.name, inputs, outputs, free)
             for a in self._actors], "run", timeout=None)
         self._shipped.add(program.key)
         wall = time.perf_counter() - start
+        if self.trace:
+            self.runs.append((program.name, started, time.monotonic()))
         ranks = [RankMetrics.from_dict(d) for d in rank_dicts]
         metrics = RunMetrics(program=program.name, wall_time_s=wall, ranks=ranks,
                              extra={"program_key": program.key[:16], "session": self.describe()})
@@ -483,6 +496,33 @@ class Session:
             self.metrics = RunMetrics(program="session", wall_time_s=0.0, runs=0,
                                       ranks=[RankMetrics(rank=r.rank, node=r.node) for r in m.ranks])
         self.metrics.add(m)
+
+    def messages(self, run: int | None = None) -> list[netsim.Message]:
+        """Every message the parties sent each other, from the relay's timeline (`trace=True`).
+
+        Args:
+            run: only those of the session's run number `run` (0 first; negative counts from the
+                last), by the time they were sent; None: all, including setup and reveals.
+
+        Raises:
+            ConfigError: the session does not trace.
+        """
+        if not self.trace or not isinstance(self._shaping, netsim.Shaping):
+            raise ConfigError("this session keeps no message timeline: Session(trace=True)")
+        if run is None:
+            return self._shaping.messages()
+        _, start, end = self.runs[run]
+        return self._shaping.messages(start, end)
+
+    def write_trace(self, path: "str | os.PathLike[str]") -> str:
+        """All messages so far as a Trace Event file (ui.perfetto.dev, chrome://tracing): a track per
+        directed link, a slice per message, bytes in flight, and each secure run on a track of its own.
+
+        Returns:
+            The path written.
+        """
+        marks = [(f"run {i}: {name}", start, end) for i, (name, start, end) in enumerate(self.runs)]
+        return str(netsim.write_chrome_trace(path, self.messages(), marks=marks))
 
     def _link_report(self, before: dict[str, dict[str, int]], spu_bytes: int) -> dict[str, Any]:
         """Per-link bytes of one run, and how they compare with SPU's own count (brpc framing and

@@ -44,10 +44,10 @@ def party_placement(params: PointParams, group) -> "Placement":
     return Placement(options=options, group=None, describe=params.placement)
 
 
-def _session(params: PointParams, placement, network: str | None):
+def _session(params: PointParams, placement, network: str | None, trace: bool = False):
     return Session(spu_config=SpuConfig(protocol=params.protocol, field=params.field, exp_mode=params.exp_mode),
                    placement=placement, party_specs=PartySpec(num_cpus=params.party_cpus), network=network,
-                   shaping=params.shaping, cache=_point_cache())
+                   shaping=params.shaping, trace=trace, cache=_point_cache())
 
 
 # One program cache per point process: the reference session compiles nothing the first did.
@@ -61,13 +61,14 @@ def _point_cache():
     return _CACHE
 
 
-def _in_session(params: PointParams, placement, network: str | None, work: Callable[[Any], Any]) -> Any:
+def _in_session(params: PointParams, placement, network: str | None, work: Callable[[Any], Any],
+                trace: bool = False) -> Any:
     """`work(session)` in a fresh session; once more in another if the first could not set up its
     links because another program took a chosen port first (a race no port check can close)."""
 
     for attempt in (1, 2):
         try:
-            with acts.use(params.activations), _session(params, placement, network) as session:
+            with acts.use(params.activations), _session(params, placement, network, trace) as session:
                 return work(session)
         except PortInUseError:
             if attempt == 2:
@@ -109,8 +110,11 @@ def _prediction(params: PointParams, reference: dict[str, Any]) -> dict[str, Any
     return out
 
 
-def execute(params_dict: dict[str, Any], group, reporter=None, board=None) -> dict[str, Any]:
+def execute(params_dict: dict[str, Any], group, reporter=None, board=None, trace: bool = False) -> dict[str, Any]:
     """Run one point; never raises: failures come back as a row with status 'error'.
+
+    With `trace`, the row also carries `trace_events`: the measured run's message timeline as Trace
+    Event JSON (`netsim.chrome_trace`), which the runner writes to a file of its own.
 
     A shaped point gets its reference steps from `board` (a `references.ReferenceBoard` actor):
     the first point of a program measures them before its shaped run, the others reuse them.
@@ -142,9 +146,16 @@ def execute(params_dict: dict[str, Any], group, reporter=None, board=None) -> di
                 reference = references.obtain(board, key, measure_reference, block=False)
 
         def measure(session):
-            return run_workload(params.workload, session, opts, on_step), session.describe(), session.wire_report()
+            done = run_workload(params.workload, session, opts, on_step)
+            events = None
+            if trace:
+                marks = [(f"run {i}: {name}", start, end) for i, (name, start, end) in enumerate(session.runs)]
+                events = netsim.chrome_trace(session.messages(), marks=marks)
+            return done, session.describe(), session.wire_report(), events
 
-        result, described, wire = _in_session(params, placement, params.profile, measure)
+        result, described, wire, events = _in_session(params, placement, params.profile, measure, trace)
+        if events is not None:
+            row["trace_events"] = events
         total = result.total
         row.update(
             status="ok", time_s=total["time_s"], send_bytes=total["send_bytes"], send_actions=total["send_actions"],

@@ -8,6 +8,7 @@ cost against quality.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import netsim
 from raympc.errors import ConfigError
 from raympc.sweeps.spec import PointParams
 from raympc.sweeps.store import ResultStore
-from raympc.util.figures import pyplot
+from raympc.util.figures import pyplot, timeline_figure
 from raympc.util.files import write_text_atomically
 from raympc.util.tables import markdown_table
 
@@ -326,8 +327,34 @@ def _cost_against_quality(sweep: _Sweep) -> list[str]:
     return ["## Cost against quality\n", sweep.figure(fig, "cost-vs-quality", "cost against quality")]
 
 
+MAX_TIMELINES = 6  # figures of traced points (every trace file is listed)
+
+
+def _timelines(sweep: _Sweep) -> list[str]:
+    if "trace" not in sweep.ok.columns or sweep.ok["trace"].isna().all():
+        return []
+    traced = sweep.ok[sweep.ok["trace"].notna()].sort_values(["workload", "impl", "profile"])
+    rows = [{"point": r["point_id"][:8], "workload": r["workload"], "activations": r["impl"], "network": r["profile"],
+             "timeline (ui.perfetto.dev)": f"[{r['trace']}]({r['trace']})"} for _, r in traced.iterrows()]
+    lines = ["## Message timelines\n",
+             "Every message on every directed party link, from the relay: one track per link, one slice per "
+             "message from send to delivery, the bytes in flight, and each secure run on a track of its own. "
+             "Open a file in ui.perfetto.dev or chrome://tracing. The figures show each point's first secure "
+             "step: many thin bars one after another are a latency-bound step, long bars back to back a "
+             "bandwidth-bound one, gaps on every link compute.\n", markdown_table(rows)]
+    for _, r in traced.head(MAX_TIMELINES).iterrows():
+        messages, marks = netsim.from_chrome_trace(json.loads((sweep.figures.parent / r["trace"]).read_text()))
+        if marks:
+            _, start, end = marks[0]
+            messages = [m for m in messages if start <= m.sent <= end]
+        title = f"{r['workload']}, {r['impl']}, {r['profile']}: first secure step"
+        lines.append(sweep.figure(timeline_figure(messages, title, marks[0][1] if marks else None),
+                                  f"timeline-{r['point_id'][:8]}", title))
+    return lines
+
+
 # The report's sections, in order; each returns its Markdown (empty when the sweep has nothing for it).
 SECTIONS: tuple[Callable[[_Sweep], list[str]], ...] = (
     _points, _repeats, _time_against_network, _bytes_per_implementation, _breakdown, _measured_against_predicted,
-    _cost_against_quality,
+    _cost_against_quality, _timelines,
 )

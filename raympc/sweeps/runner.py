@@ -29,6 +29,7 @@ from raympc.sweeps.references import start_board
 from raympc.sweeps.reservation import reservation
 from raympc.sweeps.spec import PointParams, expand, load_spec, select
 from raympc.sweeps.store import ResultStore
+from raympc.util.files import write_json_atomically
 
 
 @dataclass
@@ -91,7 +92,8 @@ def embedded_cpus(points: list[PointParams], parallel: int) -> int:
 
 def run_sweep(spec_path: Path, out: Path, address: str | None = None, parallel: int | None = None,
               retry_failed: bool = False, share_references: bool = True,
-              console: Console | None = None, only: dict[str, str] | None = None) -> SweepSummary:
+              console: Console | None = None, only: dict[str, str] | None = None,
+              trace: bool = False) -> SweepSummary:
     """Run every point of the spec at `spec_path` not yet in `out`, `parallel` at a time.
 
     Args:
@@ -103,6 +105,9 @@ def run_sweep(spec_path: Path, out: Path, address: str | None = None, parallel: 
         share_references: shaped points running the same program share one unshaped reference.
         console: progress and messages.
         only: run only points whose fields have these values.
+        trace: keep each point's message timeline per party link in `out/traces/POINT.trace.json`
+            (Perfetto / chrome://tracing; the row's `trace` names it). Unshaped points then pass
+            through the relay too.
 
     Returns:
         Counts, times and the tables written (results.csv, results.parquet).
@@ -128,7 +133,7 @@ def run_sweep(spec_path: Path, out: Path, address: str | None = None, parallel: 
         start = time.perf_counter()
         try:
             check_room(todo)
-            _schedule(todo, spec.name, store, summary, parallel or len(todo), share_references, console)
+            _schedule(todo, spec.name, store, summary, parallel or len(todo), share_references, console, trace)
         finally:
             handle.shutdown()
         summary.wall_s = time.perf_counter() - start
@@ -146,7 +151,7 @@ def _not_yet_run(points: list[PointParams], store: ResultStore, retry_failed: bo
 
 
 def _schedule(todo: list[PointParams], sweep: str, store: ResultStore, summary: SweepSummary, limit: int,
-              share_references: bool, console: Console) -> None:
+              share_references: bool, console: Console, trace: bool = False) -> None:
     """Run `todo` as Ray tasks, at most `limit` at once, each in its own placement group; record
     each row as it finishes, with a progress bar per running point."""
     remote_execute = ray.remote(max_calls=1, max_retries=0)(execute)
@@ -164,7 +169,8 @@ def _schedule(todo: list[PointParams], sweep: str, store: ResultStore, summary: 
                     p = queue.pop(0)
                     r = reservation(p)
                     group = placement_group(r.bundles, strategy=r.strategy)
-                    ref = remote_execute.options(**r.task_options(group)).remote(p.model_dump(), group, reporter, board)
+                    ref = remote_execute.options(**r.task_options(group)).remote(p.model_dump(), group, reporter, board,
+                                                                                 trace)
                     pending[ref] = (p, group, time.perf_counter())
                     bars[p.point_id] = bar.add_task(f"  {_label(p)}", total=p.steps)
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
@@ -175,6 +181,10 @@ def _schedule(todo: list[PointParams], sweep: str, store: ResultStore, summary: 
                     p, group, began = pending.pop(ref)
                     row = _finished_row(ref, p, began)
                     row["sweep"] = sweep
+                    events = row.pop("trace_events", None)
+                    if events is not None:  # the timeline goes to a file of its own, the row names it
+                        row["trace"] = str(write_json_atomically(store.out / "traces" / f"{p.point_id}.trace.json", events,
+                                                                 indent=None).relative_to(store.out))
                     store.append(row)
                     remove_placement_group(group)
                     summary.ran += 1
