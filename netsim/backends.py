@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 from netsim import state, tc
 from netsim.probe import Capabilities, probe
 from netsim.profile import LinkShape, NetworkProfile
-from netsim.relay import DirectedLink, Relay
+from netsim.relay import DirectedLink, Relay, beyond_floor
 from netsim.timeline import Message
 
 # A library attaches no handler: the `raympc` command line shows these on stderr, and Python's
@@ -198,7 +198,21 @@ def build_relay(profile: NetworkProfile, links: list[PartyLink], caps: Capabilit
     shaping._start_relays(lambda s: s)
     shaping._record_state(None)
     shaping.applied = {k: {"relay": d.shape.describe()} for k, d in shaping._dlinks.items()}
+    _flag_beyond_floor(shaping)
     return shaping
+
+
+def _flag_beyond_floor(shaping: Shaping) -> None:
+    """Say loudly (a note, and `beyond_floor` in what was applied) where a link asks for less delay
+    or more rate than the relay can give: its times are then slower than the profile's."""
+    for key, d in shaping._dlinks.items():
+        why = beyond_floor(d.shape)
+        if why:
+            shaping.applied[key]["beyond_floor"] = why
+    flagged = sorted({a["beyond_floor"] for a in shaping.applied.values() if "beyond_floor" in a})
+    if flagged:
+        shaping.notes.append(f"profile {shaping.profile.name!r} is beyond what the relay can do ({'; '.join(flagged)}): "
+                             "measured times are upper bounds, slower than this network would be")
 
 
 def _build_kernel(profile: NetworkProfile, links: list[PartyLink], caps: Capabilities, relay_delay: bool,
@@ -235,6 +249,8 @@ def _build_kernel(profile: NetworkProfile, links: list[PartyLink], caps: Capabil
         if relay_delay:
             applied["relay_delay"] = f"{shape.delay_s * 1e3:g} ms ± {shape.jitter_s * 1e3:g} ms"
         shaping.applied[link.key] = applied
+    if relay_delay:
+        _flag_beyond_floor(shaping)
     if not caps.netem:
         shaping.notes.append("kernel delay unavailable (no sch_netem): "
                              + ("delay and jitter come from the relay" if relay_delay else "links have no added delay"))
@@ -269,9 +285,9 @@ def choose_backend(profile: NetworkProfile, caps: Capabilities | None = None) ->
     if wants_loss:
         raise ShapingError(f"profile {profile.name!r} asks for loss, which needs sch_netem; {caps.detail}")
     if caps.htb:
-        return "relay", ("no sch_netem here; the relay shapes rate and delay in user space: as faithful "
-                         "as kernel rate + relay delay for WAN presets (`raympc bench netsim`), needs no "
-                         "change to lo, and lets shaped sessions run side by side")
+        return "relay", ("no sch_netem here; the relay shapes rate and delay in user space (set against "
+                         "measured per preset: `raympc bench netsim`), needs no change to lo, and lets shaped "
+                         "sessions run side by side; profiles beyond what it can do (lan's 10 Gbit/s) are flagged")
     return "relay", f"kernel shaping unavailable ({caps.detail}); the user-space relay shapes instead"
 
 

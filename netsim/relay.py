@@ -51,11 +51,36 @@ _PACE_SLACK_S = 0.0005
 # time.sleep overshoots by a few hundred microseconds on small VMs; the last stretch before a
 # delivery is spent yielding instead, which keeps RTTs within a few tenths of a millisecond.
 _SPIN_S = 0.0006
-# The relay's own one-way latency when it shapes (wake-ups of its reader and writer threads),
-# measured on the project's 2-core VM: a shaped 5 ms link gave 10.77 ms RTT, 0.35-0.4 ms per
-# direction over the set delay. It is taken off each added delay so the link's total matches
-# the profile; delays below it come out at the relay's floor.
-RELAY_HOP_LATENCY_S = 0.0003
+# The relay's own one-way latency when it shapes (wake-ups of its reader and writer threads), by
+# how the writer waits: a delay shorter than _SPIN_S is spun out, a longer one slept first. Chosen
+# on the project's 2-core VM from round trips through a shaped relay pair (medians of 300 pings,
+# three runs each): at lan's 0.1 ms each way, 0.07 ms gave 0.22 ms and 0.1 ms gave 0.18 ms (set:
+# 0.2); at 1 ms, 0.1 ms gave 1.98 ms and 0.18 ms 1.81 ms (set: 2). It is taken off each added
+# delay so the link's total matches the profile; delays below it come out at the relay's floor.
+HOP_LATENCY_SPIN_S = 0.000085
+HOP_LATENCY_SLEEP_S = 0.0001
+# What the relay cannot go below or above on that VM (`raympc bench netsim`): a round trip of
+# 0.12 ms (unshaped), and a shaping relay moved 7.2 and 10.1 Gbit/s in two runs of the `lan`
+# preset (10 Gbit/s) with both cores busy: the lower one is its ceiling. Profiles beyond either
+# are flagged (`beyond_floor`), `lan` included.
+RELAY_FLOOR_RTT_S = 0.00012
+RELAY_MAX_RATE_BPS = 7e9
+
+
+def hop_latency(delay_s: float) -> float:
+    """The relay's own one-way latency for a link with this added delay (see above)."""
+    return HOP_LATENCY_SPIN_S if delay_s <= _SPIN_S else HOP_LATENCY_SLEEP_S
+
+
+def beyond_floor(shape: LinkShape) -> str | None:
+    """Why the relay cannot give this link its profile on such a machine, or None."""
+    reasons = []
+    if 0 < 2 * shape.delay_s < RELAY_FLOOR_RTT_S:
+        reasons.append(f"a round trip of {2 * shape.delay_s * 1e3:g} ms is below the relay's floor of "
+                       f"{RELAY_FLOOR_RTT_S * 1e3:g} ms")
+    if shape.rate_bps is not None and shape.rate_bps > RELAY_MAX_RATE_BPS:
+        reasons.append(f"{shape.rate_bps / 1e9:g} Gbit/s is above the relay's {RELAY_MAX_RATE_BPS / 1e9:g} Gbit/s")
+    return "; ".join(reasons) or None
 
 
 def _sleep_until(deadline: float) -> None:
@@ -161,7 +186,7 @@ class _Pump:
                 departure = self.link.pacer.departure(n, now)
                 shape = self.link.shape
                 delay = shape.delay_s + (random.uniform(-shape.jitter_s, shape.jitter_s) if shape.jitter_s else 0.0)
-                last_delivery = max(last_delivery, departure + max(delay - RELAY_HOP_LATENCY_S, 0.0))
+                last_delivery = max(last_delivery, departure + max(delay - hop_latency(delay), 0.0))
                 with self._cond:
                     self._queue.append((last_delivery, bytes(view[:n]), now))
                     self._cond.notify()

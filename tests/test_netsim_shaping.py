@@ -15,7 +15,7 @@ import pytest
 
 from netsim import NetworkProfile, PartyLink, ShapingError, probe, reset, shape, state, tc
 from netsim.measure import LoopbackServer, measure_throughput, rtt_samples
-from netsim.relay import RELAY_HOP_LATENCY_S
+from netsim.relay import hop_latency
 
 CAPS = probe()
 KERNEL = pytest.mark.skipif(not CAPS.htb, reason=f"kernel htb unavailable here: {CAPS.detail}")
@@ -83,7 +83,7 @@ def test_rtt_is_twice_the_one_way_delay(backend, delay, servers):
     # scheduling jitter of a loaded 2-core machine (a relay hop is four thread wake-ups), so the
     # median gets a looser bound that still catches a delay applied twice or not at all.
     fastest, median = min(rtts), statistics.median(rtts)
-    earliest = 2 * (delay - RELAY_HOP_LATENCY_S) - 1e-4
+    earliest = 2 * (delay - hop_latency(delay)) - 1e-4
     assert fastest >= earliest, f"fastest rtt {fastest * 1e3:.2f} ms for {delay * 1e3:g} ms each way"
     assert fastest - 2 * delay <= max(0.1 * 2 * delay, 0.001), f"fastest rtt {fastest * 1e3:.2f} ms"
     assert median - 2 * delay <= max(0.25 * 2 * delay, 0.0025), f"median rtt {median * 1e3:.2f} ms"
@@ -152,3 +152,17 @@ def test_reset_after_a_killed_run():
             proc.kill()
             proc.wait()
         reset()
+
+
+def test_a_profile_beyond_the_relays_floor_is_flagged(servers):
+    """The relay's own round trip is its floor: asking for less (or for more rate than it moves)
+    is said in the shaping's notes and in what it applied, so runs carry it in their metadata."""
+    fast = NetworkProfile.symmetric(rate="40gbit", delay=0.00002)
+    with shape(fast, _links(*servers), "relay") as s:
+        applied = s.metadata()["applied"]
+        notes = s.notes
+    assert all("below the relay's floor" in a["beyond_floor"] and "40 Gbit/s" in a["beyond_floor"]
+               for a in applied.values())
+    assert any("beyond what the relay can do" in n for n in notes)
+    with shape(NetworkProfile.symmetric(rate="1gbit", delay=0.005), _links(*servers), "relay") as s:
+        assert not any("beyond_floor" in a for a in s.metadata()["applied"].values()) and not s.notes
