@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from netsim import state, tc
+from netsim import loss, state, tc
 from netsim.probe import Capabilities, probe
 from netsim.profile import LinkShape, NetworkProfile
 from netsim.relay import DirectedLink, Relay, beyond_floor
@@ -58,6 +58,7 @@ class Shaping:
         self._dlinks: dict[str, DirectedLink] = {}
         self._tc_classes: dict[int, str] = {}
         self._record: state.ShapingRecord | None = None
+        self._loss: loss.LossRules | None = None
         self._closed = False
 
     # -- what callers use ---------------------------------------------------------------------
@@ -98,6 +99,10 @@ class Shaping:
         return sorted((m for d in self._dlinks.values() if d.timeline is not None for m in d.timeline.messages(start, end)),
                       key=lambda m: m.sent)
 
+    def loss_counters(self) -> dict[str, dict[str, int]]:
+        """Per lossy link: packets its nftables rules saw and dropped (empty without such rules)."""
+        return self._loss.counters() if self._loss is not None else {}
+
     def metadata(self) -> dict:
         return {"profile": self.profile.name, "profile_detail": self.profile.describe(),
                 "backend": self.backend, "applied": self.applied, "notes": list(self.notes),
@@ -109,6 +114,8 @@ class Shaping:
         self._closed = True
         for relay in self._relays.values():
             relay.close()
+        if self._loss is not None:
+            self._loss.remove()
         if self._tc_classes:
             with _state_lock():
                 tc.remove_root()
@@ -168,10 +175,23 @@ def _check_lo_free() -> None:
     raise ShapingError(f"lo has a root qdisc raympc did not create ({kind} {handle:#x}); refusing to touch it")
 
 
-def _reject_loss(profile: NetworkProfile, backend: str) -> None:
-    if profile.default.loss or any(s.loss for s in profile.links.values()):
-        raise ShapingError(f"backend {backend!r} cannot emulate loss: over TCP a relay can only delay, never drop. "
-                           "Use backend 'tc' on a kernel with sch_netem, or remove the loss.")
+def _apply_loss(shaping: Shaping) -> None:
+    """Drop each lossy link's share of its packets in the kernel (nftables, `netsim.loss`): a relay
+    over TCP can only delay, never drop. The table is recorded before it is made, so `reset`
+    finds it after a SIGKILL."""
+    rules = [loss.LossRule(link.key, shaping._relays[link.key].port, shaping.profile.link(link.src, link.dst).loss)
+             for link in shaping.links if shaping.profile.link(link.src, link.dst).loss > 0]
+    if not rules:
+        return
+    table = f"{loss.TABLE_PREFIX}{shaping.id}"
+    shaping._record.nft_table = table
+    shaping._record.save()
+    try:
+        shaping._loss = loss.LossRules(table, rules).apply()
+    except loss.LossError as exc:
+        raise ShapingError(str(exc)) from exc
+    for rule in rules:
+        shaping.applied.setdefault(rule.link, {})["loss"] = f"{rule.rate:.2%} (nftables drop rule on port {rule.port})"
 
 
 def _no_relay_shape(shape: LinkShape) -> LinkShape:
@@ -193,11 +213,15 @@ def build_none(profile: NetworkProfile, links: list[PartyLink], caps: Capabiliti
 
 
 def build_relay(profile: NetworkProfile, links: list[PartyLink], caps: Capabilities, trace: bool = False) -> Shaping:
-    _reject_loss(profile, "relay")
     shaping = Shaping("relay", profile, links, trace)
     shaping._start_relays(lambda s: s)
     shaping._record_state(None)
     shaping.applied = {k: {"relay": d.shape.describe()} for k, d in shaping._dlinks.items()}
+    try:
+        _apply_loss(shaping)
+    except BaseException:
+        shaping.close()
+        raise
     _flag_beyond_floor(shaping)
     return shaping
 
@@ -221,11 +245,10 @@ def _build_kernel(profile: NetworkProfile, links: list[PartyLink], caps: Capabil
     if not caps.htb:
         raise ShapingError(f"backend {name!r} needs kernel htb: {caps.detail}")
     wants_delay = any(profile.link(l.src, l.dst).delay_s or profile.link(l.src, l.dst).jitter_s for l in links)
-    if relay_delay:
-        _reject_loss(profile, name)
-    elif (wants_delay or any(profile.link(l.src, l.dst).loss for l in links)) and not caps.netem:
-        raise ShapingError("backend 'tc' needs sch_netem for delay, jitter or loss, and this kernel has none; "
+    if not relay_delay and wants_delay and not caps.netem:
+        raise ShapingError("backend 'tc' needs sch_netem for delay and jitter, and this kernel has none; "
                            "use 'tc+relay' (kernel rate, relay delay) or 'relay'")
+    netem_loss = caps.netem and not relay_delay  # otherwise loss comes from nftables drop rules
     shaping = Shaping(name, profile, links, trace)
     shaping._start_relays(_relay_delay_only if relay_delay else _no_relay_shape)
     try:
@@ -240,6 +263,8 @@ def _build_kernel(profile: NetworkProfile, links: list[PartyLink], caps: Capabil
                                                                   sports=(reverse.port,))))
                 shaping._tc_classes[i] = link.key
             tc.apply(tc_links, use_netem=caps.netem and not relay_delay)
+        if not netem_loss:
+            _apply_loss(shaping)
     except BaseException:
         shaping.close()
         raise
@@ -248,7 +273,7 @@ def _build_kernel(profile: NetworkProfile, links: list[PartyLink], caps: Capabil
         applied = tc.describe_applied(shape, netem=caps.netem and not relay_delay)
         if relay_delay:
             applied["relay_delay"] = f"{shape.delay_s * 1e3:g} ms ± {shape.jitter_s * 1e3:g} ms"
-        shaping.applied[link.key] = applied
+        shaping.applied[link.key] = {**applied, **shaping.applied.get(link.key, {})}
     if relay_delay:
         _flag_beyond_floor(shaping)
     if not caps.netem:
@@ -282,12 +307,11 @@ def choose_backend(profile: NetworkProfile, caps: Capabilities | None = None) ->
     wants_loss = profile.default.loss > 0 or any(s.loss for s in profile.links.values())
     if caps.htb and caps.netem:
         return "tc", "root with htb and netem: the kernel shapes rate, delay, jitter and loss"
-    if wants_loss:
-        raise ShapingError(f"profile {profile.name!r} asks for loss, which needs sch_netem; {caps.detail}")
     if caps.htb:
         return "relay", ("no sch_netem here; the relay shapes rate and delay in user space (set against "
                          "measured per preset: `raympc bench netsim`), needs no change to lo, and lets shaped "
-                         "sessions run side by side; profiles beyond what it can do (lan's 10 Gbit/s) are flagged")
+                         "sessions run side by side; profiles beyond what it can do (lan's 10 Gbit/s) are flagged"
+                         + ("; loss comes from nftables drop rules" if wants_loss else ""))
     return "relay", f"kernel shaping unavailable ({caps.detail}); the user-space relay shapes instead"
 
 
@@ -335,6 +359,10 @@ def reset(include_live: bool = False) -> list[str]:
                 continue
             if rec.netns is None and rec.net_inode and rec.net_inode != here:
                 continue  # made in another namespace (an emulated node): undone from there
+            if rec.nft_table is not None:
+                removed = loss.remove_table(rec.nft_table)
+                undone.append(f"{rec.id} (pid {rec.pid}, {rec.backend}): "
+                              + (f"removed nftables table {rec.nft_table}" if removed else f"{rec.nft_table} was already gone"))
             if rec.interface is not None:
                 where = rec.interface + (f" in netns {rec.netns}" if rec.netns else "")
                 try:
@@ -344,7 +372,7 @@ def reset(include_live: bool = False) -> list[str]:
                     where += f" ({exc})"
                 undone.append(f"{rec.id} (pid {rec.pid}, {rec.backend}): "
                               + (f"removed the htb root on {where}" if removed else f"{where} was already clean"))
-            else:
+            elif rec.nft_table is None:
                 undone.append(f"{rec.id} (pid {rec.pid}, {rec.backend}): relay-only, nothing left in the kernel")
             rec.delete()
     return undone

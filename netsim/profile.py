@@ -170,7 +170,7 @@ PRESETS: dict[str, NetworkProfile] = {
 
 
 def resolve(profile: "str | NetworkProfile | None") -> NetworkProfile:
-    """A preset name, an inline 'rate,delay[,jitter]' string, or a profile."""
+    """A preset name, an inline 'rate,delay[,jitter[,loss]]' string, or a profile."""
     if profile is None:
         return PRESETS["unshaped"]
     if isinstance(profile, NetworkProfile):
@@ -178,10 +178,10 @@ def resolve(profile: "str | NetworkProfile | None") -> NetworkProfile:
     if profile in PRESETS:
         return PRESETS[profile]
     parts = [p.strip() for p in str(profile).split(",")]
-    if 2 <= len(parts) <= 3:
+    if 2 <= len(parts) <= 4:
         try:
             return NetworkProfile.symmetric(*parts, name=str(profile))
         except (ProfileError, ValueError) as exc:
             raise ProfileError(f"cannot parse profile {profile!r}: {exc}") from exc
     raise ProfileError(f"unknown network profile {profile!r}; presets: {sorted(PRESETS)}, "
-                       f"or write 'RATE,DELAY[,JITTER]' such as '100mbit,20ms'")
+                       f"or write 'RATE,DELAY[,JITTER[,LOSS]]' such as '100mbit,20ms' or '100mbit,20ms,0,1%'")

@@ -19,6 +19,7 @@ class ShapingRecord:
     interface: str | None = None  # set when the kernel was changed
     netns: str | None = None  # the namespace of `interface`, if not the host's
     ports: list[int] = field(default_factory=list)
+    nft_table: str | None = None  # the nftables table of its loss rules (netsim.loss), if any
     created: float = field(default_factory=time.time)
     # The network namespace the creator ran in (inode of /proc/self/ns/net). Nodes emulated in
     # namespaces share /tmp: each may only undo records made from its own namespace.

@@ -83,3 +83,18 @@ def test_bad_network_settings_are_config_errors():
         Session(network="moon")
     with pytest.raises(ConfigError, match="unknown shaping backend"):
         Session(network="wan", shaping="carrier-pigeon")
+
+
+def test_a_lossy_network_drops_party_packets_and_the_run_stays_exact(inputs):
+    """'RATE,DELAY,JITTER,LOSS' on a kernel without netem: nftables drops a tenth of each link's
+    packets, TCP retransmits them, and SPU's result and byte counts are those of a lossless run."""
+    a, b = inputs
+    with Session(network="1gbit,1ms,0,10%") as s:
+        lossy = s.run(three_matmuls, a, Secret(b, owner="model"))
+        dropped = sum(c["dropped"] for c in s._shaping.loss_counters().values())
+        applied = s.describe()["network"]["applied"]
+    with Session() as s:
+        clean = s.run(three_matmuls, a, Secret(b, owner="model"))
+    assert dropped > 0 and all("nftables" in v["loss"] for v in applied.values())
+    np.testing.assert_allclose(lossy.outputs, clean.outputs, atol=1e-2)
+    assert lossy.metrics.send_bytes == clean.metrics.send_bytes

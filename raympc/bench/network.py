@@ -19,6 +19,9 @@ from raympc.util.results import write_results
 MAX_BYTES = 400 << 20
 
 
+LOSSY = ("100mbit,20ms,0,1%", "100mbit,20ms,0,5%")
+
+
 def _bytes_for(rate_bps: float | None, seconds: float) -> int:
     return MAX_BYTES if rate_bps is None else min(MAX_BYTES, int(rate_bps / 8 * seconds))
 
@@ -31,7 +34,9 @@ def bench_netsim(seconds: float = 1.5, out: Path | None = None, console: Console
         links = [PartyLink(0, 1, b.address), PartyLink(1, 0, a.address)]
         direct = {"throughput_bps": measure_throughput(b.address, MAX_BYTES), "rtt_s": measure_rtt(b.address, 50)}
         # The presets, plus rate-only links: what the kernel alone can do where it lacks netem.
-        profiles = {**netsim.PRESETS, "100mbit": netsim.resolve("100mbit,0ms"), "1gbit": netsim.resolve("1gbit,0ms")}
+        # And lossy links (nftables drop rules where there is no netem): measured, with the share dropped.
+        profiles = {**netsim.PRESETS, "100mbit": netsim.resolve("100mbit,0ms"), "1gbit": netsim.resolve("1gbit,0ms"),
+                    **{p: netsim.resolve(p) for p in LOSSY}}
         cases = [(name, backend) for name, p in profiles.items() for backend in ("relay", "tc", "tc+relay")
                  if p.shaped]
         cases.append(("unshaped", "relay"))
@@ -40,13 +45,17 @@ def bench_netsim(seconds: float = 1.5, out: Path | None = None, console: Console
             for name, backend in cases:
                 prof = profiles[name]
                 row = {"profile": name, "backend": backend, "set_rate_bps": prof.default.rate_bps,
-                       "set_rtt_s": 2 * prof.default.delay_s}
+                       "set_rtt_s": 2 * prof.default.delay_s, "set_loss": prof.default.loss}
                 try:
                     with shape(prof, links, backend) as s:
                         addr = split_host_port(s.address(0, 1))
                         row["rtt_s"] = measure_rtt(addr, 20)
                         row["throughput_bps"] = measure_throughput(addr, _bytes_for(prof.default.rate_bps, seconds))
                         row["notes"] = s.metadata()["notes"]
+                        if prof.default.loss:
+                            counted = s.loss_counters().get("0->1")
+                            row["dropped_share"] = counted["dropped"] / counted["seen"] if counted and counted["seen"] else None
+                            row["loss_packets"] = counted["seen"] if counted else 0
                 except ShapingError as exc:
                     row["skipped"] = str(exc)
                 rows.append(row)

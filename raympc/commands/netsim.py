@@ -16,7 +16,7 @@ def register(sub: Subparsers) -> None:
     verbs = p.add_subparsers(dest="verb", required=True)
     verbs.add_parser("probe", help="what this kernel supports and which backend 'auto' picks").set_defaults(func=_probe)
     shape = verbs.add_parser("set", help="shape the links between parties until Ctrl-C")
-    shape.add_argument("profile", help="a preset (unshaped, lan, wan, wan-slow, spu-wan) or 'RATE,DELAY[,JITTER]'")
+    shape.add_argument("profile", help="a preset (unshaped, lan, wan, wan-slow, spu-wan) or 'RATE,DELAY[,JITTER[,LOSS]]'")
     shape.add_argument("--parties", required=True, help="comma-separated host:port each party listens on")
     shape.add_argument("--backend", default="auto", help="auto, relay, tc, tc+relay or none")
     shape.add_argument("--duration", type=float, default=None, help="seconds, then remove (default: until Ctrl-C)")

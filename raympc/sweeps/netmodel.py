@@ -85,8 +85,11 @@ class Calibration:
         own = self.network_time(cost, resolve(cost.network))
         compute = max(cost.time_s - sum(own.values()), 0.0)
         parts = self.network_time(cost, target)
-        return {"time_s": compute + sum(parts.values()), "compute_s": compute, **parts,
-                "network": target.name}
+        out = {"time_s": compute + sum(parts.values()), "compute_s": compute, **parts, "network": target.name}
+        if target.default.loss or any(s.loss for s in target.links.values()):
+            # lossy points are measured, and predicted as if lossless: say so beside the figure
+            out["not_modelled"] = "packet loss: TCP's retransmissions and recovery"
+        return out
 
     @classmethod
     def fit(cls, samples: Iterable[tuple[RunCost, str, float]], note: str = "") -> "Calibration":
