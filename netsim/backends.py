@@ -179,8 +179,8 @@ def _apply_loss(shaping: Shaping) -> None:
     """Drop each lossy link's share of its packets in the kernel (nftables, `netsim.loss`): a relay
     over TCP can only delay, never drop. The table is recorded before it is made, so `reset`
     finds it after a SIGKILL."""
-    rules = [loss.LossRule(link.key, shaping._relays[link.key].port, shaping.profile.link(link.src, link.dst).loss)
-             for link in shaping.links if shaping.profile.link(link.src, link.dst).loss > 0]
+    shapes = {link.key: shaping.profile.link(link.src, link.dst) for link in shaping.links}
+    rules = [loss.LossRule(key, shaping._relays[key].port, s.loss) for key, s in shapes.items() if s.loss > 0]
     if not rules:
         return
     table = f"{loss.TABLE_PREFIX}{shaping.id}"
@@ -248,7 +248,7 @@ def _build_kernel(profile: NetworkProfile, links: list[PartyLink], caps: Capabil
     if not relay_delay and wants_delay and not caps.netem:
         raise ShapingError("backend 'tc' needs sch_netem for delay and jitter, and this kernel has none; "
                            "use 'tc+relay' (kernel rate, relay delay) or 'relay'")
-    netem_loss = caps.netem and not relay_delay  # otherwise loss comes from nftables drop rules
+    use_netem = caps.netem and not relay_delay  # otherwise loss comes from nftables drop rules
     shaping = Shaping(name, profile, links, trace)
     shaping._start_relays(_relay_delay_only if relay_delay else _no_relay_shape)
     try:
@@ -262,15 +262,15 @@ def _build_kernel(profile: NetworkProfile, links: list[PartyLink], caps: Capabil
                                           matches=tc.port_matches(dports=(shaping._relays[link.key].port,),
                                                                   sports=(reverse.port,))))
                 shaping._tc_classes[i] = link.key
-            tc.apply(tc_links, use_netem=caps.netem and not relay_delay)
-        if not netem_loss:
+            tc.apply(tc_links, use_netem=use_netem)
+        if not use_netem:
             _apply_loss(shaping)
     except BaseException:
         shaping.close()
         raise
     for link in links:
         shape = profile.link(link.src, link.dst)
-        applied = tc.describe_applied(shape, netem=caps.netem and not relay_delay)
+        applied = tc.describe_applied(shape, netem=use_netem)
         if relay_delay:
             applied["relay_delay"] = f"{shape.delay_s * 1e3:g} ms ± {shape.jitter_s * 1e3:g} ms"
         shaping.applied[link.key] = {**applied, **shaping.applied.get(link.key, {})}

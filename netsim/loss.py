@@ -53,14 +53,15 @@ def _kw(**items: Any) -> OrderedDict:
     return OrderedDict(items)
 
 
-def _equal(data: bytes) -> dict:
-    return genex("cmp", _kw(sreg=Regs.NFT_REG_1, op=Cmp.NFT_CMP_EQ, data={"attrs": [("NFTA_DATA_VALUE", data)]}))
+def _compare(op: Cmp, data: bytes) -> dict:
+    return genex("cmp", _kw(sreg=Regs.NFT_REG_1, op=op, data={"attrs": [("NFTA_DATA_VALUE", data)]}))
 
 
 def _tcp_dport(port: int) -> list[dict]:
-    return [genex("meta", _kw(dreg=Regs.NFT_REG_1, key=NFT_META_L4PROTO)), _equal(bytes([IPPROTO_TCP])),
+    return [genex("meta", _kw(dreg=Regs.NFT_REG_1, key=NFT_META_L4PROTO)),
+            _compare(Cmp.NFT_CMP_EQ, bytes([IPPROTO_TCP])),
             genex("payload", _kw(dreg=Regs.NFT_REG_1, base=NFT_PAYLOAD_TRANSPORT_HEADER, offset=2, len=2)),
-            _equal(struct.pack("!H", port))]
+            _compare(Cmp.NFT_CMP_EQ, struct.pack("!H", port))]
 
 
 def _random_below(threshold: int) -> list[dict]:
@@ -72,9 +73,7 @@ def _random_below(threshold: int) -> list[dict]:
     # numgen writes host order and `cmp lt` compares bytes as big-endian numbers: convert first
     to_network = genex("byteorder", _kw(sreg=Regs.NFT_REG_1, dreg=Regs.NFT_REG_1, op=NFT_BYTEORDER_HTON, len=4,
                                         size=4))
-    below = genex("cmp", _kw(sreg=Regs.NFT_REG_1, op=Cmp.NFT_CMP_LT,
-                             data={"attrs": [("NFTA_DATA_VALUE", struct.pack("!I", threshold))]}))
-    return [numgen, to_network, below]
+    return [numgen, to_network, _compare(Cmp.NFT_CMP_LT, struct.pack("!I", threshold))]
 
 
 def _counter() -> list[dict]:
@@ -88,7 +87,6 @@ class LossRules:
         if not table.startswith(TABLE_PREFIX):
             raise ValueError(f"raympc's loss tables are named {TABLE_PREFIX}*, got {table!r}")
         self.table, self.rules = table, rules
-        self._handles: dict[int, tuple[str, str]] = {}  # rule handle -> (link, "seen" | "dropped")
 
     def apply(self) -> "LossRules":
         """Create the table, its chain and every link's two rules.
@@ -120,14 +118,12 @@ class LossRules:
             for msg in nft.get_rules():
                 if msg.get_attr("NFTA_RULE_TABLE") != self.table:
                     continue
-                names = [e.get_attr("NFTA_EXPR_NAME") for e in msg.get_attr("NFTA_RULE_EXPRESSIONS")]
                 exprs = msg.get_attr("NFTA_RULE_EXPRESSIONS")
-                port = next(struct.unpack("!H", e.get_attr("NFTA_EXPR_DATA").get_attr("NFTA_CMP_DATA")
-                                          .get_attr("NFTA_DATA_VALUE"))[0]
-                            for e in exprs[3:4])
-                packets = next(e.get_attr("NFTA_EXPR_DATA").get_attr("NFTA_COUNTER_PACKETS")
-                               for e in exprs if e.get_attr("NFTA_EXPR_NAME") == "counter")
-                out[by_port[port]]["dropped" if "numgen" in names else "seen"] = packets
+                data = {e.get_attr("NFTA_EXPR_NAME"): e.get_attr("NFTA_EXPR_DATA") for e in exprs}
+                port_cmp = exprs[3].get_attr("NFTA_EXPR_DATA")  # _tcp_dport's fourth expression: the port's cmp
+                port = struct.unpack("!H", port_cmp.get_attr("NFTA_CMP_DATA").get_attr("NFTA_DATA_VALUE"))[0]
+                kind = "dropped" if "numgen" in data else "seen"
+                out[by_port[port]][kind] = data["counter"].get_attr("NFTA_COUNTER_PACKETS")
         return out
 
     def remove(self) -> bool:

@@ -79,7 +79,8 @@ def run_sample(workload: str = "ddim-mnist", steps: int = 10, activations: str =
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{workload_stem(workload)}-{file_stem(activations)}" + ("" if exp_mode == "taylor" else f"-{exp_mode}")
     traced = {}
-    with Session(network=network, spu_config=SpuConfig(exp_mode=exp_mode), trace=trace) as session, acts.use(activations) as mapping, Progress(console=console) as bar:
+    with (Session(network=network, spu_config=SpuConfig(exp_mode=exp_mode), trace=trace) as session,
+          acts.use(activations) as mapping, Progress(console=console) as bar):
         task = bar.add_task(f"secure {workload}, {activations} activations, {steps} steps", total=steps)
         done = run_workload(workload, session, opts, on_step=lambda i, s: bar.update(task, advance=1))
         described = session.describe()

@@ -514,15 +514,25 @@ class Session:
         _, start, end = self.runs[run]
         return self._shaping.messages(start, end)
 
-    def write_trace(self, path: "str | os.PathLike[str]") -> str:
-        """All messages so far as a Trace Event file (ui.perfetto.dev, chrome://tracing): a track per
+    def trace_events(self) -> dict[str, Any]:
+        """All messages so far as Trace Event JSON (ui.perfetto.dev, chrome://tracing): a track per
         directed link, a slice per message, bytes in flight, and each secure run on a track of its own.
+
+        Raises:
+            ConfigError: the session does not trace.
+        """
+        return netsim.chrome_trace(self.messages(), marks=self._run_marks())
+
+    def write_trace(self, path: "str | os.PathLike[str]") -> str:
+        """`trace_events` written to `path`.
 
         Returns:
             The path written.
         """
-        marks = [(f"run {i}: {name}", start, end) for i, (name, start, end) in enumerate(self.runs)]
-        return str(netsim.write_chrome_trace(path, self.messages(), marks=marks))
+        return str(netsim.write_chrome_trace(path, self.messages(), marks=self._run_marks()))
+
+    def _run_marks(self) -> list[tuple[str, float, float]]:
+        return [(f"run {i}: {name}", start, end) for i, (name, start, end) in enumerate(self.runs)]
 
     def _link_report(self, before: dict[str, dict[str, int]], spu_bytes: int) -> dict[str, Any]:
         """Per-link bytes of one run, and how they compare with SPU's own count (brpc framing and

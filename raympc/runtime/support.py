@@ -102,14 +102,15 @@ def _compile_in_children(modules: list[tuple[bytes, int]]) -> list[str | None]:
     while start < len(modules):
         child = subprocess.run([sys.executable, "-m", __name__], input=pickle.dumps(modules[start:]),
                                capture_output=True, timeout=TIMEOUT_S, check=False)
-        done = _parse(child.stdout.decode(errors="replace"), child.stderr.decode(errors="replace"))
+        reports = _reports(child.stderr.decode(errors="replace"))
+        done = _parse(child.stdout.decode(errors="replace"), reports)
         for i, verdict in done.items():
             verdicts[start + i] = verdict
         if child.returncode == 0:
             break
         crashed = max(done, default=-1) + 1  # the one being compiled when the child died
-        reports = _reports(child.stderr.decode(errors="replace")).get(crashed, [])
-        verdicts[start + crashed] = "; ".join(reports) or f"SPU's compiler aborted (exit {child.returncode})"
+        verdicts[start + crashed] = ("; ".join(reports.get(crashed, []))
+                                     or f"SPU's compiler aborted (exit {child.returncode})")
         start += crashed + 1
     return verdicts
 
@@ -126,8 +127,8 @@ def _reports(stderr: str) -> dict[int, list[str]]:
     return out
 
 
-def _parse(stdout: str, stderr: str) -> dict[int, str | None]:
-    reports = _reports(stderr)
+def _parse(stdout: str, reports: dict[int, list[str]]) -> dict[int, str | None]:
+    """Each finished probe's verdict: None if it compiled, else SPU's reports for it (or its error)."""
     done: dict[int, str | None] = {}
     for line in stdout.splitlines():
         index, _, status = line.partition("\t")

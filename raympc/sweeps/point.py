@@ -147,11 +147,7 @@ def execute(params_dict: dict[str, Any], group, reporter=None, board=None, trace
 
         def measure(session):
             done = run_workload(params.workload, session, opts, on_step)
-            events = None
-            if trace:
-                marks = [(f"run {i}: {name}", start, end) for i, (name, start, end) in enumerate(session.runs)]
-                events = netsim.chrome_trace(session.messages(), marks=marks)
-            return done, session.describe(), session.wire_report(), events
+            return done, session.describe(), session.wire_report(), session.trace_events() if trace else None
 
         result, described, wire, events = _in_session(params, placement, params.profile, measure, trace)
         if events is not None:
