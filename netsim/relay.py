@@ -67,6 +67,13 @@ RELAY_FLOOR_RTT_S = 0.00012
 RELAY_MAX_RATE_BPS = 7e9
 
 
+def busy_wait_s(delay_s: float) -> float:
+    """How long the relay's writer yields in a loop before delivering a message with this added
+    delay: CPU time the parties' computation loses on a machine with few cores (the analytic
+    model's per-message overhead scales with it)."""
+    return min(delay_s, _SPIN_S)
+
+
 def hop_latency(delay_s: float) -> float:
     """The relay's own one-way latency for a link with this added delay (see above)."""
     return HOP_LATENCY_SPIN_S if delay_s <= _SPIN_S else HOP_LATENCY_SLEEP_S

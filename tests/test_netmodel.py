@@ -63,3 +63,29 @@ def test_predict_command_reads_a_sample_json(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "raympc.cli", "predict", str(path), "--network", "fast"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "fast" in bad.stderr
+
+
+def test_relay_overhead_scales_with_how_long_the_relay_busy_waits():
+    """The per-message overhead is the relay's CPU time yielding through each delay's last stretch:
+    full from 0.6 ms one way, in proportion below (lan's 0.1 ms: a sixth), none unshaped."""
+    cost = RunCost(4.0, 15e6, 1300)
+    full = TRUE.predict(cost, "1gbit,1ms")["overhead_s"]
+    assert full == pytest.approx(2e-4 * 1300)
+    assert TRUE.predict(cost, "wan")["overhead_s"] == pytest.approx(full)
+    assert TRUE.predict(cost, "lan")["overhead_s"] == pytest.approx(full * 0.1 / 0.6)
+    assert TRUE.predict(cost, "unshaped")["overhead_s"] == 0.0
+
+
+def test_random_held_out_profiles_are_seeded_and_inside_the_tested_ranges(tmp_path):
+    from raympc.bench.netmodel import DELAY_RANGE_MS, RATE_RANGE_MBIT, SPEC, random_profiles, with_profiles
+    from raympc.sweeps import expand, load_spec
+
+    drawn = random_profiles(6, seed=3)
+    assert drawn == random_profiles(6, seed=3) and drawn != random_profiles(6, seed=4)
+    for name in drawn:
+        link = resolve(name).default
+        assert RATE_RANGE_MBIT[0] * 1e6 * 0.99 <= link.rate_bps <= RATE_RANGE_MBIT[1] * 1e6 * 1.01
+        assert DELAY_RANGE_MS[0] * 1e-3 * 0.99 <= link.delay_s <= DELAY_RANGE_MS[1] * 1e-3 * 1.01
+    spec = with_profiles(SPEC, drawn, tmp_path)
+    networks = {p.network for p in expand(load_spec(spec))}
+    assert set(drawn) <= networks and {p.network for p in expand(load_spec(SPEC))} <= networks

@@ -2,13 +2,18 @@
 
 Runs the sweep `workloads/specs/netmodel.yaml` (one workload under many shaped profiles; every
 shaped point also measures one unshaped reference step), fits the model's three constants on
-the profiles named in `fit`, and reports measured against predicted time on all the others.
-`--install` writes the calibration where `raympc predict` and sweeps read it.
+the profiles named in `fit`, and reports measured against predicted time on all the others,
+among them `random` profiles drawn (with `seed`, so a miss reproduces) from the ranges the spec's
+grid spans. `--install` writes the calibration where `raympc predict` and sweeps read it.
 """
 
 from __future__ import annotations
 
+import math
+import random as _random
 from pathlib import Path
+
+import yaml
 
 from rich.console import Console
 from rich.table import Table
@@ -24,6 +29,29 @@ SPEC = Path(__file__).resolve().parents[2] / "workloads" / "specs" / "netmodel.y
 # relay's per-message cost dominate (a first choice without a bandwidth-bound profile left the
 # bytes term undetermined: held-out mean 6.4%, max 27.9%).
 FIT_PROFILES = ("1gbit,10ms", "50mbit,2ms", "1gbit,1ms")
+# The ranges the spec's rate x delay grid spans; random held-out profiles are drawn inside them.
+RATE_RANGE_MBIT = (50.0, 1000.0)
+DELAY_RANGE_MS = (1.0, 10.0)
+
+
+def random_profiles(count: int, seed: int) -> list[str]:
+    """`count` profiles with a rate log-uniform and a one-way delay uniform in the tested ranges."""
+
+    rng = _random.Random(seed)
+    lo, hi = (math.log(r) for r in RATE_RANGE_MBIT)
+    return [f"{round(math.exp(rng.uniform(lo, hi)))}mbit,{rng.uniform(*DELAY_RANGE_MS):.1f}ms" for _ in range(count)]
+
+
+def with_profiles(spec: Path, extra: list[str], out: Path) -> Path:
+    """A copy of `spec` (in `out`) whose network grid also holds `extra`."""
+
+    raw = yaml.safe_load(spec.read_text())
+    grid = raw.setdefault("grid", {})
+    grid["network"] = list(grid.get("network", [])) + [p for p in extra if p not in grid.get("network", [])]
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{spec.stem}+random.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
 
 
 def _samples(rows: list[dict]):
@@ -34,7 +62,7 @@ def _samples(rows: list[dict]):
         yield r, cost, r["profile"], r["time_s"] / r["steps"]
 
 
-def evaluate(rows: list[dict], fit_profiles: tuple[str, ...]) -> dict:
+def evaluate(rows: list[dict], fit_profiles: tuple[str, ...], random: tuple[str, ...] = ()) -> dict:
     samples = list(_samples(rows))
     fit_on = [(c, p, t) for r, c, p, t in samples if p in fit_profiles]
     calib = Calibration.fit(fit_on, note=f"fitted by raympc bench netmodel on {sorted(fit_profiles)}")
@@ -42,28 +70,40 @@ def evaluate(rows: list[dict], fit_profiles: tuple[str, ...]) -> dict:
     for r, cost, profile, measured in samples:
         pred = calib.predict(cost, profile)
         checks.append({"profile": profile, "activations": r["activations"], "workload": r["workload"],
-                       "fitted": profile in fit_profiles, "measured_s": measured, "predicted_s": pred["time_s"],
+                       "fitted": profile in fit_profiles, "random": profile in random,
+                       "measured_s": measured, "predicted_s": pred["time_s"],
                        "error": (pred["time_s"] - measured) / measured, "parts": pred})
     held = [c for c in checks if not c["fitted"]]
-    return {"calibration": calib.__dict__, "checks": checks,
+    drawn = [c for c in held if c["random"]]
+    return {"calibration": calib.__dict__, "checks": checks, "random_profiles": list(random),
+            "max_abs_error_random": max((abs(c["error"]) for c in drawn), default=None),
             "held_out_profiles": len({c["profile"] for c in held}),
             "max_abs_error_held_out": max((abs(c["error"]) for c in held), default=None),
             "mean_abs_error_held_out": sum(abs(c["error"]) for c in held) / len(held) if held else None}
 
 
 def bench_netmodel(out: Path = Path("runs/bench/netmodel"), spec: Path = SPEC, fit: tuple[str, ...] = FIT_PROFILES,
-                   install: bool = False, console: Console | None = None) -> dict:
+                   install: bool = False, random: int = 4, seed: int = 0, results: Path | None = None,
+                   console: Console | None = None) -> dict:
+    """Run the spec (resuming in `out`), fit, check, and write `bench-netmodel.json` and `.png` to
+    `results` (default: `out`)."""
     console = console or Console()
+    drawn = tuple(random_profiles(random, seed))
+    if drawn:
+        console.print(f"random held-out profiles (seed {seed}): {', '.join(drawn)}")
+        spec = with_profiles(spec, list(drawn), out)
     run_sweep(spec, out, parallel=1, console=console)  # one at a time: timings must not share cores
     rows = ResultStore(out).rows()
-    result = evaluate(rows, fit)
+    result = evaluate(rows, fit, drawn)
+    result["random_seed"] = seed
     table = Table(title="analytic network model: measured vs predicted step time")
     for c in ("profile", "activations", "fitted", "measured s", "predicted s", "error", "compute", "latency",
               "bandwidth", "overhead"):
         table.add_column(c, justify="right")
     for c in sorted(result["checks"], key=lambda c: (c["fitted"], c["profile"])):
         p = c["parts"]
-        table.add_row(c["profile"], c["activations"], "fit" if c["fitted"] else "held out", f"{c['measured_s']:.2f}",
+        role = "fit" if c["fitted"] else "random" if c["random"] else "held out"
+        table.add_row(c["profile"], c["activations"], role, f"{c['measured_s']:.2f}",
                       f"{c['predicted_s']:.2f}", f"{c['error']:+.1%}", f"{p['compute_s']:.2f}", f"{p['latency_s']:.2f}",
                       f"{p['bandwidth_s']:.2f}", f"{p['overhead_s']:.2f}")
     console.print(table)
@@ -71,7 +111,8 @@ def bench_netmodel(out: Path = Path("runs/bench/netmodel"), spec: Path = SPEC, f
     console.print(f"rounds per send action a = {cal['rounds_per_action']:.3f}, busiest-link share of bytes "
                   f"b = {cal['link_share_of_bytes']:.3f}, per-action overhead g = {cal['overhead_per_action_s'] * 1e6:.0f} us; "
                   f"held-out profiles: {result['held_out_profiles']}, max |error| "
-                  f"{result['max_abs_error_held_out']:.1%}, mean {result['mean_abs_error_held_out']:.1%}")
+                  f"{result['max_abs_error_held_out']:.1%}, mean {result['mean_abs_error_held_out']:.1%}"
+                  + (f"; random profiles: max |error| {result['max_abs_error_random']:.1%}" if drawn else ""))
     if install:
         Calibration(**cal).save(DEFAULT_PATH)
         console.print(f"installed the calibration as {DEFAULT_PATH}")
@@ -95,5 +136,5 @@ def bench_netmodel(out: Path = Path("runs/bench/netmodel"), spec: Path = SPEC, f
         fig.savefig(path, dpi=110)
         plt.close(fig)
 
-    write_results(out, "netmodel", result, console, plot)
+    write_results(results or out, "bench-netmodel", result, console, plot)
     return result

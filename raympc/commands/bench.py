@@ -79,9 +79,15 @@ def register(sub: Subparsers) -> None:
     b.add_argument("--spec", type=Path, default=SPEC)
     b.add_argument("--fit", default=";".join(FIT_PROFILES), help="profiles to fit on, ';'-separated")
     b.add_argument("--install", action="store_true", help="make the fit the default calibration")
+    b.add_argument("--random", type=int, default=4, metavar="N",
+                   help="also check N profiles drawn at random from the grid's rate and delay ranges")
+    b.add_argument("--seed", type=int, default=0, help="seed of the random profiles (a miss reproduces)")
     out_dir(b, "runs/bench/netmodel", "sweep results (resumable)")
+    b.add_argument("--results", type=Path, default=None,
+                   help="where bench-netmodel.json and .png go (default: --out; the committed ones: benchmarks/results)")
     b.set_defaults(func=lambda a: bench_netmodel(out=a.out, spec=a.spec, fit=tuple(a.fit.split(";")),
-                                                 install=a.install, console=make_console()))
+                                                 install=a.install, random=a.random, seed=a.seed, results=a.results,
+                                                 console=make_console()))
 
     b = benches.add_parser("sweep-scale", help="parallel efficiency of a sweep on a 3-node emulated cluster (root)")
     b.add_argument("--points", type=int, default=6)

@@ -226,6 +226,25 @@ def _models(r: dict[str, Any]) -> tuple[str, str]:
     return "Whole models per policy, ours and others' (`raympc bench models`)", body
 
 
+def _netmodel(r: dict[str, Any]) -> tuple[str, str]:
+    role = {(True, False): "fitted on", (False, False): "held out", (False, True): "random"}
+    rows = [{"profile": c["profile"], "activations": c["activations"], "role": role[(c["fitted"], c.get("random", False))],
+             "measured s / step": f"{c['measured_s']:.2f}", "predicted s": f"{c['predicted_s']:.2f}",
+             "error": f"{c['error']:+.1%}"}
+            for c in sorted(r["checks"], key=lambda c: (c["fitted"], c.get("random", False), c["profile"], c["activations"]))]
+    cal = r["calibration"]
+    body = (f"The tiny U-Net's step, measured under each profile (two steps, one point at a time) and predicted from "
+            f"unshaped reference steps. Fitted: a = {cal['rounds_per_action']:.3f} rounds per send action, "
+            f"b = {cal['link_share_of_bytes']:.3f} of the busiest rank's bytes on its busiest link, "
+            f"g = {cal['overhead_per_action_s'] * 1e6:.0f} us per message at the relay's longest busy wait. "
+            f"Held out: {r['held_out_profiles']} profiles, max |error| {r['max_abs_error_held_out']:.1%}, "
+            f"mean {r['mean_abs_error_held_out']:.1%}")
+    if r.get("random_profiles"):
+        body += (f"; of them {len(r['random_profiles'])} drawn at random (seed {r.get('random_seed')}): "
+                 f"max |error| {r['max_abs_error_random']:.1%}")
+    return "The analytic network model against measured steps (`raympc bench netmodel`)", body + ".\n\n" + markdown_table(rows)
+
+
 # How each kind of result file becomes a section of the page, in the page's order.
 RENDERERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
     "demo": _demo,
@@ -233,5 +252,6 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
     "bench-models": _models,
     "sd-scale": _sd_scale,
     "bench-netsim": _netsim,
+    "bench-netmodel": _netmodel,
     "bench-runtime": _runtime,
 }

@@ -7,11 +7,16 @@ are not rounds. In ABY3 a dependent round has every party send to its next neigh
 time (resharing a product, a truncation, a comparison layer), so each round costs one one-way delay
 and about one action per rank; some rounds send to both neighbours (opening a value), and parties
 send while others wait. So the model counts `rounds = a x max-rank actions` with `a` calibrated
-(the shipped fit gives 1.02: the busiest rank's messages are essentially its dependent rounds).
+(the shipped fit gives 0.99: the busiest rank's messages are essentially its dependent rounds).
 Bytes: each directed link is shaped on its own, and a rank sends most of its traffic to one
-neighbour, so the busiest link carries `b x max-rank bytes`, `b` calibrated (0.70 shipped). The shaping relay adds a fixed
-cost per message, `g x max-rank actions`. `compute` is the run's time with no shaping; from a run
-that was itself shaped, it is that time minus the model's network time for its own profile.
+neighbour, so the busiest link carries `b x max-rank bytes`, `b` calibrated. The shaping relay
+costs each message CPU time the parties' computation loses: its writer yields in a loop through
+the last stretch of each added delay (`netsim.relay.busy_wait_s`, at most 0.6 ms; it keeps round
+trips within a tenth of a millisecond of the profile), so the overhead is `g x max-rank actions x
+busy_wait / 0.6 ms`: full at one-way delays of 0.6 ms and more, a sixth of it on `lan` (0.1 ms).
+A flat `g` per message put `lan`'s prediction 21-26% above the measured step: there the relay
+hardly waits. `compute` is the run's time with no shaping; from a run that was itself shaped,
+it is that time minus the model's network time for its own profile.
 
 `Calibration.fit` finds a, b, g by least squares from runs of the same program under several
 profiles; `raympc bench netmodel` measures them and checks the prediction on profiles it was not
@@ -29,6 +34,10 @@ import numpy as np
 from scipy.optimize import nnls
 
 from netsim import NetworkProfile, resolve
+from netsim.relay import busy_wait_s
+
+# the relay's longest busy wait per message: the overhead term's unit
+FULL_BUSY_WAIT_S = busy_wait_s(float("inf"))
 
 
 @dataclass(frozen=True)
@@ -61,11 +70,16 @@ def _delay_rate(profile: NetworkProfile) -> tuple[float, float | None]:
     return delay, (min(rates) if rates else None)
 
 
+def _busy_actions(actions: float, delay_s: float) -> float:
+    """Messages weighted by how long the relay busy-waits on each (1 = its longest wait)."""
+    return actions * busy_wait_s(delay_s) / FULL_BUSY_WAIT_S
+
+
 @dataclass
 class Calibration:
     rounds_per_action: float = 1.0  # a
     link_share_of_bytes: float = 1.0  # b
-    overhead_per_action_s: float = 0.0  # g
+    overhead_per_action_s: float = 0.0  # g: per message at the relay's longest busy wait
     fitted_on: list[str] = field(default_factory=list)
     note: str = ""
 
@@ -76,7 +90,7 @@ class Calibration:
         return {
             "latency_s": self.rounds_per_action * cost.max_rank_send_actions * delay,
             "bandwidth_s": self.link_share_of_bytes * cost.max_rank_send_bytes * 8 / rate if rate else 0.0,
-            "overhead_s": self.overhead_per_action_s * cost.max_rank_send_actions,
+            "overhead_s": self.overhead_per_action_s * _busy_actions(cost.max_rank_send_actions, delay),
         }
 
     def predict(self, cost: RunCost, network: "str | NetworkProfile") -> dict[str, float]:
@@ -102,7 +116,7 @@ class Calibration:
                 raise ValueError("calibrate from runs measured without shaping")
             rows.append([cost.max_rank_send_actions * delay,
                          cost.max_rank_send_bytes * 8 / rate if rate else 0.0,
-                         cost.max_rank_send_actions])
+                         _busy_actions(cost.max_rank_send_actions, delay)])
             target.append(measured - cost.time_s)
             names.append(profile.name)
         if len(rows) < 3:
