@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from netsim.profile import LinkShape
+from netsim.profile import LinkShape, NetworkProfile
 from netsim.timeline import Timeline
 from netsim.sockets import close_quietly, stop_listening
 
@@ -87,6 +87,27 @@ def beyond_floor(shape: LinkShape) -> str | None:
                        f"{RELAY_FLOOR_RTT_S * 1e3:g} ms")
     if shape.rate_bps is not None and shape.rate_bps > RELAY_MAX_RATE_BPS:
         reasons.append(f"{shape.rate_bps / 1e9:g} Gbit/s is above the relay's {RELAY_MAX_RATE_BPS / 1e9:g} Gbit/s")
+    return "; ".join(reasons) or None
+
+
+def achievable(shape: LinkShape) -> LinkShape:
+    """What the relay gives a link asked for `shape` on such a machine: no less one-way delay than
+    half its floor round trip, no more rate than its ceiling."""
+    rate = None if shape.rate_bps is None else min(shape.rate_bps, RELAY_MAX_RATE_BPS)
+    delay = max(shape.delay_s, RELAY_FLOOR_RTT_S / 2) if shape.delay_s > 0 else shape.delay_s
+    return shape.model_copy(update={"rate_bps": rate, "delay_s": delay})
+
+
+def achievable_profile(profile: NetworkProfile) -> NetworkProfile:
+    """`profile` as the relay can give it (`achievable` for every link); equal to it when it can."""
+    return profile.model_copy(update={
+        "name": f"{profile.name} (as the relay gives it)" if beyond_floor_profile(profile) else profile.name,
+        "default": achievable(profile.default), "links": {k: achievable(v) for k, v in profile.links.items()}})
+
+
+def beyond_floor_profile(profile: NetworkProfile) -> str | None:
+    """Why the relay cannot give some link of `profile` its shape, or None."""
+    reasons = sorted({why for shape in (profile.default, *profile.links.values()) if (why := beyond_floor(shape))})
     return "; ".join(reasons) or None
 
 

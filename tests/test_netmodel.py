@@ -89,3 +89,23 @@ def test_random_held_out_profiles_are_seeded_and_inside_the_tested_ranges(tmp_pa
     spec = with_profiles(SPEC, drawn, tmp_path)
     networks = {p.network for p in expand(load_spec(spec))}
     assert set(drawn) <= networks and {p.network for p in expand(load_spec(SPEC))} <= networks
+
+
+def test_a_run_beyond_the_relays_floor_is_corrected_to_the_profile_as_set():
+    """lan asks for 10 Gbit/s, more than the relay's 7: the model moves the run's time from what
+    the relay gave to what was set; a profile the relay can give needs no correction."""
+    from netsim.relay import RELAY_FLOOR_RTT_S, RELAY_MAX_RATE_BPS, achievable, achievable_profile
+    from raympc.sweeps.netmodel import floor_correction
+
+    lan = resolve("lan")
+    gave = achievable_profile(lan)
+    assert gave.default.rate_bps == RELAY_MAX_RATE_BPS and gave.default.delay_s == lan.default.delay_s
+    assert achievable(resolve("10gbit,0.02ms").default).delay_s == RELAY_FLOOR_RTT_S / 2
+    assert achievable_profile(resolve("wan")) == resolve("wan")
+    steps = [{"time_s": 4.0, "max_rank_send_bytes": 15e6, "max_rank_send_actions": 1300}] * 2
+    fixed = floor_correction(steps, "lan", TRUE)
+    assert "7 Gbit/s" in fixed["why"] and fixed["measured_s"] == 8.0
+    # the bytes term at 10 Gbit/s instead of 7, nothing else
+    expected = 8.0 - 2 * 0.7 * 15e6 * 8 * (1 / 7e9 - 1 / 10e9)
+    assert fixed["time_s"] == pytest.approx(expected, rel=1e-9) and fixed["time_s"] < 8.0
+    assert floor_correction(steps, "wan", TRUE) is None

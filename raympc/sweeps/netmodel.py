@@ -34,7 +34,7 @@ import numpy as np
 from scipy.optimize import nnls
 
 from netsim import NetworkProfile, resolve
-from netsim.relay import busy_wait_s
+from netsim.relay import achievable_profile, beyond_floor_profile, busy_wait_s
 
 # the relay's longest busy wait per message: the overhead term's unit
 FULL_BUSY_WAIT_S = busy_wait_s(float("inf"))
@@ -47,13 +47,13 @@ class RunCost:
     time_s: float
     max_rank_send_bytes: float
     max_rank_send_actions: float
-    network: str = "unshaped"  # the profile the run was measured under
+    network: "str | NetworkProfile" = "unshaped"  # the profile the run was measured under
 
     # the run figures (per step or per run) a cost is built from
     FIELDS = ("time_s", "max_rank_send_bytes", "max_rank_send_actions")
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], network: str | None = None) -> "RunCost":
+    def from_dict(cls, d: dict[str, Any], network: "str | NetworkProfile | None" = None) -> "RunCost":
         missing = [k for k in cls.FIELDS if k not in d]
         if missing:
             raise ValueError(f"run figures lack {missing}; rerun with this raympc version "
@@ -140,3 +140,29 @@ class Calibration:
 
 
 DEFAULT_PATH = Path(__file__).with_name("netmodel_calibration.json")
+
+
+# The backend whose rate and delay the user-space relay makes, so that its floor and ceiling apply
+# (under tc+relay the kernel sets the rate: only the delay floor would, and it is not corrected).
+RELAY_BACKENDS = ("relay",)
+
+
+def floor_correction(per_step: list[dict[str, Any]], network: "str | NetworkProfile",
+                     calibration: Calibration | None = None) -> dict[str, Any] | None:
+    """For a run the relay shaped on a profile beyond what it can give (`lan`'s 10 Gbit/s): the
+    model's time for the same steps on the profile as set, from each step as measured on what the
+    relay gave. None when the relay could give the profile.
+
+    The model corrects only what it knows: the relay's delay floor and rate ceiling
+    (`netsim.relay.achievable`), not its scheduling noise.
+    """
+    profile = resolve(network)
+    why = beyond_floor_profile(profile)
+    if why is None:
+        return None
+    calibration = calibration or Calibration.load()
+    gave = achievable_profile(profile)
+    corrected = sum(calibration.predict(RunCost.from_dict(s, network=gave), profile)["time_s"] for s in per_step)
+    measured = sum(s["time_s"] for s in per_step)
+    return {"why": why, "measured_s": measured, "time_s": corrected, "change": corrected / measured - 1 if measured else 0.0,
+            "relay_gave": {"rate_bps": gave.default.rate_bps, "delay_s": gave.default.delay_s}}

@@ -9,7 +9,10 @@ instead of 18, and a busy cluster spends its CPU on the shaped runs being measur
 The board is a Ray actor: the first point to ask for a key measures it (before its own shaped run,
 so the others, which start their shaped runs meanwhile, rarely wait); the rest pick the result up
 when they finish. A measurer that fails hands the key to the next point that asks. A resumed sweep
-seeds the board from the rows it already has.
+measures its references afresh rather than reusing those its earlier rows recorded: a shared
+machine's speed drifts, and points added to the netmodel bench 40 minutes after their program's
+reference was measured came out 10-15% slower in prediction than measured (within 5% with a fresh
+reference).
 """
 
 from __future__ import annotations
@@ -68,12 +71,10 @@ class ReferenceBoard:
         return {"reference": self._done[key]} if key in self._done else {"abandoned": True}
 
 
-def start_board(rows: list[dict[str, Any]]):
-    """A board actor that already knows the references stored in a sweep's finished rows."""
+def start_board():
+    """A board actor for one invocation of a sweep (it knows no references yet)."""
 
-    known = {r["reference_key"]: {**r["reference_step"], "measured_by": r.get("reference_measured_by", r["point_id"])}
-             for r in rows if r.get("status") == "ok" and r.get("reference_key") and r.get("reference_step")}
-    return ray.remote(num_cpus=0)(ReferenceBoard).remote(known)
+    return ray.remote(num_cpus=0)(ReferenceBoard).remote()
 
 
 # How long a point waits for another point's reference before measuring its own.

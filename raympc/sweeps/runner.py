@@ -160,7 +160,7 @@ def _schedule(todo: list[PointParams], sweep: str, store: ResultStore, summary: 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         reporter = _progress_actor()
-        board = start_board(store.rows()) if share_references else None
+        board = start_board() if share_references else None
         with Progress(*columns, console=console) as bar:
             overall = bar.add_task(f"sweep {sweep}", total=len(todo))
             bars: dict[str, Any] = {}
