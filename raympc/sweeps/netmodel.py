@@ -7,7 +7,7 @@ are not rounds. In ABY3 a dependent round has every party send to its next neigh
 time (resharing a product, a truncation, a comparison layer), so each round costs one one-way delay
 and about one action per rank; some rounds send to both neighbours (opening a value), and parties
 send while others wait. So the model counts `rounds = a x max-rank actions` with `a` calibrated
-(the shipped fit gives 0.99: the busiest rank's messages are essentially its dependent rounds).
+(the shipped fit gives 1.04: the busiest rank's messages are essentially its dependent rounds).
 Bytes: each directed link is shaped on its own, and a rank sends most of its traffic to one
 neighbour, so the busiest link carries `b x max-rank bytes`, `b` calibrated. The shaping relay
 costs each message CPU time the parties' computation loses: its writer yields in a loop through
