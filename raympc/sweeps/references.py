@@ -39,8 +39,8 @@ def reference_key(params: PointParams) -> str:
 class ReferenceBoard:
     """Who measures which reference, and the measured ones (run as an async Ray actor)."""
 
-    def __init__(self, known: dict[str, dict[str, Any]] | None = None) -> None:
-        self._done: dict[str, dict[str, Any]] = dict(known or {})
+    def __init__(self) -> None:
+        self._done: dict[str, dict[str, Any]] = {}
         self._claimed: dict[str, asyncio.Event] = {}
 
     async def claim(self, key: str) -> dict[str, Any]:
