@@ -122,14 +122,26 @@ def bench_netmodel(out: Path = Path("runs/bench/netmodel"), spec: Path = SPEC, f
     def plot(path: Path) -> None:
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(5, 5))
-        for fitted, marker in ((True, "s"), (False, "o")):
-            pts = [c for c in result["checks"] if c["fitted"] == fitted]
-            ax.scatter([c["measured_s"] for c in pts], [c["predicted_s"] for c in pts], marker=marker,
-                       label="fitted on" if fitted else "held out")
-        top = max(max(c["measured_s"], c["predicted_s"]) for c in result["checks"]) * 1.05
-        ax.plot([0, top], [0, top], "k--", lw=0.8)
-        ax.plot([0, top], [0, top * 1.1], "k:", lw=0.6)
-        ax.plot([0, top], [0, top * 0.9], "k:", lw=0.6)
+        roles = (("fitted on", "s", lambda c: c["fitted"]),
+                 ("held out", "o", lambda c: not c["fitted"] and not c.get("random")),
+                 (f"random (seed {result.get('random_seed')})", "^", lambda c: c.get("random")))
+        for label, marker, chosen in roles:
+            pts = [c for c in result["checks"] if chosen(c)]
+            if pts:
+                ax.scatter([c["measured_s"] for c in pts], [c["predicted_s"] for c in pts], marker=marker, label=label)
+        # log axes: most steps take 2-15 s, and a 10% band is the same width everywhere
+        times = [t for c in result["checks"] for t in (c["measured_s"], c["predicted_s"])]
+        lo, hi = min(times) / 1.2, max(times) * 1.2
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.plot([lo, hi], [lo * 1.1, hi * 1.1], "k:", lw=0.6)
+        ax.plot([lo, hi], [lo * 0.9, hi * 0.9], "k:", lw=0.6)
+        ticks = [t for t in (1, 2, 3, 5, 10, 20, 30, 50, 100, 200) if lo <= t <= hi]
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.yaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_xlabel("measured step time (s)")
         ax.set_ylabel("predicted step time (s)")
         ax.set_title("analytic network model (dotted: ±10%)")
