@@ -103,9 +103,10 @@ def test_a_run_beyond_the_relays_floor_is_corrected_to_the_profile_as_set():
     assert achievable(resolve("10gbit,0.02ms").default).delay_s == RELAY_FLOOR_RTT_S / 2
     assert achievable_profile(resolve("wan")) == resolve("wan")
     steps = [{"time_s": 4.0, "max_rank_send_bytes": 15e6, "max_rank_send_actions": 1300}] * 2
-    fixed = floor_correction(steps, "lan", TRUE)
+    fixed = floor_correction(steps, "lan", "relay", TRUE)
     assert "7 Gbit/s" in fixed["why"] and fixed["measured_s"] == 8.0
     # the bytes term at 10 Gbit/s instead of 7, nothing else
     expected = 8.0 - 2 * 0.7 * 15e6 * 8 * (1 / 7e9 - 1 / 10e9)
     assert fixed["time_s"] == pytest.approx(expected, rel=1e-9) and fixed["time_s"] < 8.0
-    assert floor_correction(steps, "wan", TRUE) is None
+    assert floor_correction(steps, "wan", "relay", TRUE) is None
+    assert floor_correction(steps, "lan", "tc", TRUE) is None  # the kernel shaped it: no relay floor

@@ -15,7 +15,7 @@ from raympc.activations.policy import file_stem
 from raympc.commands.common import Subparsers, exp_mode, make_console, out_dir, policy, workload
 from raympc.runtime.config import SpuConfig
 from raympc.runtime.session import Session
-from raympc.sweeps.netmodel import RELAY_BACKENDS, floor_correction
+from raympc.sweeps.netmodel import floor_correction
 from raympc.util.figures import save_agreement, save_grid, save_timeline
 from raympc.util.results import write_results
 from workloads.protocol import file_stem as workload_stem
@@ -98,10 +98,9 @@ def run_sample(workload: str = "ddim-mnist", steps: int = 10, activations: str =
         "compile_s": done.compile_s, "per_step": done.per_step, "total": done.total,
         "breakdown_step0": done.breakdown, "quality": done.quality, "coverage": done.coverage.to_dict(), **traced,
     }
-    if described["network"].get("backend") in RELAY_BACKENDS and network is not None:
-        corrected = floor_correction(done.per_step, network)
-        if corrected is not None:
-            result["floor_corrected"] = corrected
+    corrected = floor_correction(done.per_step, network, described["network"].get("backend"))
+    if corrected is not None:
+        result["floor_corrected"] = corrected
     if done.images:
         save_grid({"plaintext": done.plain, f"secure ({activations})": done.secure}, out / f"{stem}.png")
     elif done.plain.ndim == 4:  # latents (batch, channels, h, w): channel 0 of each, scaled to their range

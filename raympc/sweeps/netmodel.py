@@ -147,15 +147,17 @@ DEFAULT_PATH = Path(__file__).with_name("netmodel_calibration.json")
 RELAY_BACKENDS = ("relay",)
 
 
-def floor_correction(per_step: list[dict[str, Any]], network: "str | NetworkProfile",
+def floor_correction(per_step: list[dict[str, Any]], network: "str | NetworkProfile | None", backend: str | None,
                      calibration: Calibration | None = None) -> dict[str, Any] | None:
     """For a run the relay shaped on a profile beyond what it can give (`lan`'s 10 Gbit/s): the
     model's time for the same steps on the profile as set, from each step as measured on what the
-    relay gave. None when the relay could give the profile.
+    relay gave. None when another backend shaped the run or the relay could give the profile.
 
     The model corrects only what it knows: the relay's delay floor and rate ceiling
     (`netsim.relay.achievable`), not its scheduling noise.
     """
+    if backend not in RELAY_BACKENDS:
+        return None
     profile = resolve(network)
     why = beyond_floor_profile(profile)
     if why is None:

@@ -28,7 +28,7 @@ from raympc.runtime.config import PartySpec, SpuConfig
 from raympc.runtime.placement import Placement
 from raympc.runtime.session import Session
 from raympc.sweeps import references
-from raympc.sweeps.netmodel import RELAY_BACKENDS, Calibration, RunCost, floor_correction
+from raympc.sweeps.netmodel import Calibration, RunCost, floor_correction
 from raympc.sweeps.reservation import reservation
 from raympc.sweeps.spec import PointParams
 from workloads.registry import WorkloadOptions, run_workload
@@ -173,10 +173,9 @@ def execute(params_dict: dict[str, Any], group, reporter=None, board=None, trace
             if reference is None:
                 reference = references.obtain(board, key, measure_reference)
             row.update(_prediction(params, reference))
-        if row["shaping"]["backend"] in RELAY_BACKENDS:
-            corrected = floor_correction(result.per_step, params.profile)
-            if corrected is not None:
-                row["floor_corrected"] = corrected
+        corrected = floor_correction(result.per_step, params.profile, row["shaping"]["backend"])
+        if corrected is not None:
+            row["floor_corrected"] = corrected
         if "predicted_time_s" in row:
             row["prediction_error"] = (row["predicted_time_s"] - row["time_s"]) / row["time_s"]
     except Exception as exc:  # noqa: BLE001 - a failed point is a row, and the sweep goes on
