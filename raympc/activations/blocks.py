@@ -99,11 +99,10 @@ def horner(u, coeffs: Sequence) -> jnp.ndarray:
     The coefficients may be secret too (table lookups, normalization.py).
 
     One round per degree, against `polynomial`'s ceil(log2 degree) + 1, but better conditioned
-    where coefficients are a few fixed-point ulps and u is large: exp's quartic in z in [-16, 0]
+    where coefficients are a few fixed-point ulps and u is large: a quartic in z in [-16, 0]
     has c_4 ~ 4.9e-6, 1.3 ulps of 2^-18. Horner's first multiply is a splat below 2^-16, which
-    SPU encodes with more fraction bits; a public dot encodes it on the 2^-18 grid. So exp by
-    `even_odd`'s quartic (153 B per element against Horner's 175) took softmax's error on rows
-    of 196 Gaussian logits to 1.9e-3; exp's own form (fit.SquaringExp) multiplies by scalars.
+    SPU encodes with more fraction bits; a public dot encodes it on the 2^-18 grid. Better still
+    is a better-scaled variable: exp's quartic (fit.SquaringExp) is in z / 8.
     """
     acc = coeffs[-1] * u + coeffs[-2]
     for c in reversed(coeffs[:-2]):
@@ -177,7 +176,7 @@ def sign_and_window(x, limit_neg: float, limit_pos: float):
 
 
 def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None, keep=None,
-             outside: float = 0.0, scalar_inner: bool = False) -> jnp.ndarray:
+             outside: float = 0.0) -> jnp.ndarray:
     """sum c_k u^k as E(s) + u O(s) for public coefficients (on SPU's grid), s = u^2 given (see
     mirror_clamp), or the list of its first powers [s, s^2, ...] (see mirror_range).
 
@@ -187,9 +186,8 @@ def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None, keep=Non
     costs 45 bytes per element and rank (s^2, O's dot, u * O, the sum's truncation), where
     truncating E's dot on its own cost 54, and Horner 92. Degrees 3 and 4 are c0 + c1 u + c2 s +
     s (c3 u + c4 s) instead: no s^2, so a quartic costs 26 (the inner dot's truncation, s times
-    it, the sum's truncation). A public dot encodes c3 and c4 on SPU's 2^-18 grid; where they are
-    a few ulps, `scalar_inner` makes them multiplies by public scalars, which SPU encodes with
-    more fraction bits when small (a truncation more, 9 B; exp, see `horner`). `keep` (an int 0/1, see mirror_range)
+    it, the sum's truncation). A public dot encodes c3 and c4 on SPU's 2^-18 grid: scale u so
+    that they are not a few ulps (see `horner`). `keep` (an int 0/1, see mirror_range)
     masks the polynomial, not `extra`, before the truncation: 8 more; where keep is 0 the
     polynomial's place takes the public `outside` instead, at no cost (its constant term gives
     it back inside).
@@ -201,12 +199,7 @@ def even_odd(u, s, coeffs: Sequence[float], extra: tuple | None = None, keep=Non
         # c0 + c1 u + c2 s + s (c3 u + c4 s): the inner dot's truncation and one wide product,
         # where E(s) + u O(s) needs s^2 too at degree 4 (17 bytes and a round more)
         terms, weights = [u, powers[0]][: deg - 2], [float(c) for c in coeffs[3:]]
-        if scalar_inner:
-            inner = terms[0] * weights[0]
-            for t, w in zip(terms[1:], weights[1:]):
-                inner = inner + t * w
-        else:
-            inner = _public_dot(terms, weights)
+        inner = _public_dot(terms, weights)
         poly = fixed_point.product(powers[0], inner) + fixed_point.scaled(u, float(coeffs[1])) + \
             wide_dot(powers[:1], [float(coeffs[2])], constant)
     else:
