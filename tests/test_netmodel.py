@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from netsim import resolve
-from raympc.sweeps.netmodel import Calibration, RunCost
+from raympc.runtime.netmodel import Calibration, RunCost
 
 TRUE = Calibration(rounds_per_action=0.6, link_share_of_bytes=0.7, overhead_per_action_s=2e-4)
 PROFILES = ["100mbit,1ms", "1gbit,10ms", "300mbit,5ms", "50mbit,20ms", "wan", "spu-wan", "lan"]
@@ -95,7 +95,7 @@ def test_a_run_beyond_the_relays_floor_is_corrected_to_the_profile_as_set():
     """lan asks for 10 Gbit/s, more than the relay's 7: the model moves the run's time from what
     the relay gave to what was set; a profile the relay can give needs no correction."""
     from netsim.relay import RELAY_FLOOR_RTT_S, RELAY_MAX_RATE_BPS, achievable, achievable_profile
-    from raympc.sweeps.netmodel import floor_correction
+    from raympc.runtime.netmodel import floor_correction
 
     lan = resolve("lan")
     gave = achievable_profile(lan)

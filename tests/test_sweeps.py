@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from raympc.sweeps import ResultStore, SpecError, expand, load_spec, select
-from raympc.sweeps.netmodel import Calibration, RunCost
+from raympc.runtime.netmodel import Calibration, RunCost
 
 TINY_BASE = {"workload": "tiny-mnist", "steps": 1, "batch": 1}
 

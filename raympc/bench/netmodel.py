@@ -18,7 +18,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from raympc.sweeps.netmodel import DEFAULT_PATH, Calibration, RunCost
+from raympc.runtime.netmodel import DEFAULT_PATH, Calibration, RunCost
 from raympc.sweeps.runner import run_sweep
 from raympc.sweeps.store import ResultStore
 from raympc.util.figures import pyplot

@@ -22,7 +22,7 @@ from raympc.commands.common import Subparsers, make_console, names, policy, work
 from raympc.runtime.session import Session
 from raympc.runtime.support import Unsupported, unsupported_ops
 from raympc.runtime.support import as_dicts as unsupported_dicts
-from raympc.sweeps.netmodel import Calibration, RunCost
+from raympc.runtime.netmodel import Calibration, RunCost
 from workloads.protocol import WorkloadOptions
 from workloads.registry import build, run_workload
 

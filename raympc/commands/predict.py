@@ -18,7 +18,7 @@ from rich.table import Table
 import netsim
 from raympc.commands.common import Subparsers, make_console
 from raympc.errors import ConfigError
-from raympc.sweeps.netmodel import Calibration, RunCost
+from raympc.runtime.netmodel import Calibration, RunCost
 from raympc.sweeps.store import ResultStore
 
 

@@ -15,7 +15,7 @@ from raympc.activations.policy import file_stem
 from raympc.commands.common import Subparsers, exp_mode, make_console, out_dir, policy, workload
 from raympc.runtime.config import SpuConfig
 from raympc.runtime.session import Session
-from raympc.sweeps.netmodel import floor_correction
+from raympc.runtime.netmodel import floor_correction
 from raympc.util.figures import save_agreement, save_grid, save_timeline
 from raympc.util.results import write_results
 from workloads.protocol import file_stem as workload_stem

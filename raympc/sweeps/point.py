@@ -28,7 +28,7 @@ from raympc.runtime.config import PartySpec, SpuConfig
 from raympc.runtime.placement import Placement
 from raympc.runtime.session import Session
 from raympc.sweeps import references
-from raympc.sweeps.netmodel import Calibration, RunCost, floor_correction
+from raympc.runtime.netmodel import Calibration, RunCost, floor_correction
 from raympc.sweeps.reservation import reservation
 from raympc.sweeps.spec import PointParams
 from workloads.registry import WorkloadOptions, run_workload
