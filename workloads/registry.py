@@ -153,7 +153,8 @@ def run_workload(name: str, session, opts: WorkloadOptions, on_step: OnStep | No
         WorkloadError: see `build`.
     """
     w = build(name, opts)
-    sites = coverage(w.step, *w.step_arguments(0))  # under the caller's `use`: what really runs
+    # under the caller's `use` and for the session's network: what really runs
+    sites = coverage(w.step, *w.step_arguments(0), network=session.network)
     with stock():
         plain = np.asarray(w.reference() if w.reference is not None else
                            sampling.run_plain(w.step, w.params, w.state, w.condition, w.step_secrets, w.step_publics))

@@ -25,9 +25,10 @@ import jax
 from jax._src.interpreters import partial_eval as pe
 
 from raympc.activations import policy
+from netsim import NetworkProfile, resolve
 from raympc.activations.registry import REGISTRY
 from raympc.activations.rewrite import cubic_tanh, upstream
-from raympc.runtime.compiler import fresh, location, traced_form
+from raympc.runtime.compiler import compiling_for, fresh, location, traced_form
 
 # Primitives whose presence marks a nonlinearity, and the activation each one is evidence of
 # unless a pattern below says more (softmax's exp, GeLU's tanh or erfc).
@@ -45,7 +46,7 @@ class Site:
     shape: tuple[int, ...]
     where: str  # the source location JAX recorded ("file:line:col (function)")
     status: str  # swapped, missed or stock
-    runs: str  # what computes it: an implementation's name, or "SPU stock"
+    runs: str  # what computes it: an implementation's name and, where it varies, its form; or "SPU stock"
 
 
 @dataclass
@@ -106,7 +107,15 @@ def _kind(eqn, producers: dict[Any, Any]) -> str | None:
     return PRIMITIVES[name]
 
 
-def _sites(fn: Callable, args: tuple) -> list[tuple[str, tuple[int, ...], str]]:
+def _axis(eqn, producers: dict[Any, Any]) -> int:
+    """A softmax site's axis: that of the row max its exp subtracts (the last if not found)."""
+    for e in upstream(eqn.invars[0], producers, 5):
+        if e.primitive.name == "reduce_max" and len(e.params["axes"]) == 1:
+            return int(e.params["axes"][0])
+    return -1
+
+
+def _sites(fn: Callable, args: tuple) -> list[tuple[str, tuple[int, ...], str, int]]:
     jaxpr = jax.make_jaxpr(fresh(fn))(*args).jaxpr
     # what feeds no output is not computed (XLA drops it before SPU compiles): a swapped site's
     # stock operations, left behind by `rewrite`, must not count
@@ -117,7 +126,8 @@ def _sites(fn: Callable, args: tuple) -> list[tuple[str, tuple[int, ...], str]]:
         kind = _kind(eqn, producers)
         if kind is not None:
             shape = tuple(getattr(eqn.outvars[0].aval, "shape", ()))
-            found.append((kind, shape, location(eqn)))
+            axis = _axis(eqn, producers) if kind == "softmax" else -1
+            found.append((kind, shape, location(eqn), axis))
     return found
 
 
@@ -147,26 +157,35 @@ def elementwise_sites(fn: Callable, *args: Any) -> list[tuple[str, jax.ShapeDtyp
     return found
 
 
-def coverage(fn: Callable, *args: Any, policy_: str | dict[str, str] | None = None) -> Coverage:
+def coverage(fn: Callable, *args: Any, policy_: str | dict[str, str] | None = None,
+             network: "NetworkProfile | str | None" = None) -> Coverage:
     """Every nonlinearity call site of `fn(*args)` and what runs there.
 
     Args:
         fn: a JAX function, as `Session.run` would take it.
         *args: example arguments (arrays or pytrees of them; wrappers such as `Secret` are not taken).
         policy_: the policy to report on; None takes the innermost `use()` (stock outside any).
+        network: the profile the program runs on, where an implementation's form depends on it
+            (raympc's softmax); None: unshaped.
 
     Returns:
         The sites in program order, each swapped, missed or stock.
     """
     mapping = policy.active_mapping() if policy_ is None else policy.resolve(policy_)
+    profile = resolve(network) if network is not None else None
     with policy.stock():
         stock_sites = _sites(fn, args)
-    with contextlib.nullcontext() if policy_ is None else policy.use(mapping):
+    with contextlib.nullcontext() if policy_ is None else policy.use(mapping), compiling_for(profile):
         policy_sites = _sites(traced_form(fn), args)
-    remaining = collections.Counter((kind, where) for kind, _, where in policy_sites)
+        remaining = collections.Counter((kind, where) for kind, _, where, _ in policy_sites)
+        return Coverage(mapping, _statuses(stock_sites, remaining, mapping))
+
+
+def _statuses(stock_sites, remaining: collections.Counter, mapping: dict[str, str]) -> list[Site]:
+    """Each stock site's status: swapped where the policy's trace no longer has it."""
     implemented = {a for a, _ in REGISTRY}
     sites = []
-    for kind, shape, where in stock_sites:
+    for kind, shape, where, axis in stock_sites:
         impl = mapping.get(kind)
         if impl is None and kind == "rsqrt" and "groupnorm" in mapping:
             impl = mapping["groupnorm"]  # flax's norms call rsqrt; a swapped GroupNorm takes it along
@@ -178,5 +197,8 @@ def coverage(fn: Callable, *args: Any, policy_: str | dict[str, str] | None = No
             status, runs = "stock", "SPU stock"
         else:
             status, runs = "swapped", impl or "swapped"
+            form = REGISTRY[(kind, impl)].form if (kind, impl) in REGISTRY else None
+            if form is not None:
+                runs = f"{impl} ({form(shape, axis)})"
         sites.append(Site(kind, shape, where, status, runs))
-    return Coverage(mapping, sites)
+    return sites

@@ -18,16 +18,19 @@ Each design (measured figures: `raympc bench activations`; costs per step: block
   rounds) because the shipped Mish U-Net is sensitive to its activation's error: degree 5 (max
   error 4.3e-3) moved its FID proxy by +14.5%, degree 6 (2.6e-3) by +2.3% (README). Plain
   rounding of its coefficients to SPU's fixed point would cost 5.9e-3; see DESIGNS.
-- exp (for z <= 0, softmax's case): clamp at -16, a quartic fitted to exp(z / 8) for relative
+- exp (for z <= 0, softmax's case): clamp at -16, a quartic in z / 8 fitted for relative
   accuracy down to -10, three squarings: never negative. A cubic is cheaper but leaves softmax
-  2e-3 off on rows of 196 Gaussian logits.
-- softmax: row max by a tournament (groups of 4, then all pairs of the last <= 16 where that
-  costs at most two comparisons per element: two comparison rounds for rows of 49 instead of
-  six), that exp, and each row's sum (in [1, n]) inverted through its quarter octave and that
-  piece's quadratic (coefficients times the octave's 2^-j, so Horner's two multiplies per row and
-  one of e are all), where SPU's reciprocal takes 57 rounds. `raympc-lean` takes the row max
-  by a pairwise tree instead (one comparison and one select per element in all, against about two
-  comparisons and a one-hot dot): fewer bytes, log2(n) comparison rounds, for bandwidth-bound runs.
+  2e-3 off on rows of 196 Gaussian logits; a quartic in z itself has coefficients of a few ulps
+  and left rows of 4,096 logits 1.9e-3 off (fit.SquaringExp).
+- softmax: the row max, that exp, and each row's sum (in [1, n]) inverted through its quarter
+  octave and that piece's quadratic (coefficients times the octave's 2^-j, so Horner's two
+  multiplies per row and one of e are all), where SPU's reciprocal takes 57 rounds. The row max
+  is per call site the cheaper of two on the session's network (softmax_forms.py): a tournament
+  (groups of 4, then all pairs of the last <= 16 where that costs at most two comparisons per
+  element: two comparison rounds for rows of 49 instead of six) where rounds cost most, a
+  pairwise tree (one comparison and one select per element in all: fewer bytes, a third of the
+  compute, log2(n) comparison rounds) elsewhere. `raympc-tournament` and `raympc-lean` fix
+  one of them everywhere.
 - rsqrt and GroupNorm: built for few rounds, see normalization.py.
 The fits are deterministic and made on first use (0.4-0.5 s each, Mish 1.3 s, on the 2-core VM).
 """
@@ -36,7 +39,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from raympc.activations import blocks, normalization
+from raympc.activations import blocks, normalization, softmax_forms
 from raympc.activations.fit import SPU_FRACTION_BITS, SignSplitFit, SquaringExp, fit_sign_split, fit_squaring_exp
 from raympc.activations.registry import register
 
@@ -59,10 +62,6 @@ DESIGNS = {
     "mish": (6, 8.25, 4.5, "relu"),
 }
 EXP_DESIGN = (3, 4, 16.0)  # squarings, degree, clamp
-# softmax's row max: groups of 4 (1.5 comparisons per element) until at most 16 values are left,
-# then all their pairs in one level if that costs at most 2 comparisons per element of the row:
-# rows of 49 take two levels, not three
-MAX_FAN_IN, MAX_FINAL = 4, 16
 
 
 @lru_cache(maxsize=None)
@@ -103,15 +102,25 @@ def exp(z):
 
 
 @register("softmax", "raympc", 1e-3, (-8, 8),
-          "max by a tournament (fan-in 4, last level all pairs), squaring exp, row sums inverted by quarter-octave quadratics")
+          "row max by a tournament where rounds cost most, by a pairwise tree elsewhere (priced per call site on the "
+          "session's network), squaring exp, row sums inverted by quarter-octave quadratics",
+          form=lambda shape, axis: softmax_forms.describe(shape, axis))
 def softmax(x, axis=-1, where=None, initial=None):
-    return _softmax(x, axis, where, initial, MAX_FAN_IN, MAX_FINAL)
+    length = x.shape[axis]
+    row_max = softmax_forms.choose(x.size // max(length, 1), length)
+    return _softmax(x, axis, where, initial, row_max.fan_in, row_max.final)
+
+
+@register("softmax", "raympc-tournament", 1e-3, (-8, 8),
+          "raympc's softmax with the row max by a tournament at every call site: fewest rounds (latency-bound runs)")
+def softmax_tournament(x, axis=-1, where=None, initial=None):
+    return _softmax(x, axis, where, initial, softmax_forms.TOURNAMENT.fan_in, softmax_forms.TOURNAMENT.final)
 
 
 @register("softmax", "raympc-lean", 1e-3, (-8, 8),
-          "raympc's softmax with the row max by a pairwise tree: fewer bytes, more rounds (bandwidth-bound runs)")
+          "raympc's softmax with the row max by a pairwise tree at every call site: fewest bytes, least compute")
 def softmax_lean(x, axis=-1, where=None, initial=None):
-    return _softmax(x, axis, where, initial, 2, 1)
+    return _softmax(x, axis, where, initial, softmax_forms.TREE.fan_in, softmax_forms.TREE.final)
 
 
 def _softmax(x, axis: int, where, initial, fan_in: int, final: int):

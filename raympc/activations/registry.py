@@ -20,13 +20,17 @@ class Implementation:
     grid: tuple[float, float]
     note: str = ""
     fitted: bool = False  # made by `raympc fit`: may be replaced by a later fit of the same name
+    # for an implementation whose form depends on the call site: (shape, axis) -> what it runs
+    # there, for the coverage report ("row max by tree")
+    form: Callable[[tuple[int, ...], int], str] | None = None
 
 
 REGISTRY: dict[tuple[str, str], Implementation] = {}
 
 
 def register(activation: str, impl: str, max_abs_error: float | None, grid: tuple[float, float],
-             note: str = "", fitted: bool = False) -> Callable[[Callable], Callable]:
+             note: str = "", fitted: bool = False,
+             form: Callable[[tuple[int, ...], int], str] | None = None) -> Callable[[Callable], Callable]:
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; known: {ACTIVATIONS}")
 
@@ -35,7 +39,7 @@ def register(activation: str, impl: str, max_abs_error: float | None, grid: tupl
         old = REGISTRY.get(key)
         if old is not None and not (old.fitted and fitted):
             raise ValueError(f"{activation}/{impl} is already registered; choose another name")
-        REGISTRY[key] = Implementation(activation, impl, fn, max_abs_error, grid, note, fitted)
+        REGISTRY[key] = Implementation(activation, impl, fn, max_abs_error, grid, note, fitted, form)
         return fn
 
     return wrap

@@ -12,8 +12,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import threading
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
 import numpy as np
@@ -22,6 +24,7 @@ from jax._src import source_info_util
 from jax._src.lib import xla_client
 from spu.utils import frontend as spu_frontend
 
+from netsim import NetworkProfile
 from raympc.runtime import fixed_point
 
 
@@ -56,6 +59,27 @@ class CompiledProgram:
 # traced. `raympc.activations.use` pushes one that swaps activations inside the traced program,
 # so the runtime needs to know nothing of them.
 TRACE_TRANSFORMS: list[Callable[[Callable], Callable]] = []
+
+
+# The network a program is being traced for (its session's profile), so that an activation can
+# take the form that is cheapest there (raympc's softmax: few rounds on a WAN, few bytes and
+# little compute elsewhere); None while nothing is compiled for a session (plaintext runs).
+_NETWORK: ContextVar[NetworkProfile | None] = ContextVar("raympc_target_network", default=None)
+
+
+@contextmanager
+def compiling_for(network: NetworkProfile | None) -> Iterator[None]:
+    """Trace programs inside for `network` (see `target_network`)."""
+    token = _NETWORK.set(network)
+    try:
+        yield
+    finally:
+        _NETWORK.reset(token)
+
+
+def target_network() -> NetworkProfile | None:
+    """The network the program being traced will run on, if it is traced for a session."""
+    return _NETWORK.get()
 
 
 def traced_form(fn: Callable) -> Callable:
@@ -131,12 +155,14 @@ class ProgramCache:
         visibility: Sequence[int],
         copts: libspu.CompilerOptions,
         wide_products: bool = False,
+        network: NetworkProfile | None = None,
     ) -> CompiledProgram:
         """`wide_products`: the runtime's field has room for products at twice the fraction bits
-        (fixed_point.py); the traced program, and so the cache key, depends on it."""
+        (fixed_point.py); `network`: the profile the program will run on (`target_network`). The
+        traced program, and so the cache key, may depend on both."""
         placeholders = [jax.ShapeDtypeStruct(s.shape, s.dtype) for s in flat_specs]
         args = jax.tree_util.tree_unflatten(in_tree, placeholders)
-        with fixed_point.lowering(wide_products):
+        with fixed_point.lowering(wide_products), compiling_for(network):
             hlo, out_info = _lower_to_xla(fn, args)
         key = hashlib.sha256(
             _program_text(hlo) + repr(tuple(int(v) for v in visibility)).encode() + _copts_fingerprint(copts).encode()

@@ -362,7 +362,7 @@ class Session:
         leaves, tree = self._flatten(example_args)
         arrays = [self._array_of(leaf, i) for i, leaf in enumerate(leaves)]
         specs, vis = zip(*(self._describe(l, a) for l, a in zip(leaves, arrays))) if leaves else ((), ())
-        program = self.cache.compile(fn, specs, tree, vis, self._copts, self._wide_products)
+        program = self.cache.compile(fn, specs, tree, vis, self._copts, self._wide_products, self.network)
         return SecureFunction(self, fn, program)
 
     def run(self, fn: Callable, *args: Any, reveal_to: str | None = "user") -> RunResult:
@@ -398,7 +398,7 @@ class Session:
             self._check_matches(expect, specs, vis, tree)
             program = expect
         else:
-            program = self.cache.compile(fn, specs, tree, vis, self._copts, self._wide_products)
+            program = self.cache.compile(fn, specs, tree, vis, self._copts, self._wide_products, self.network)
 
         inputs, temporaries = [], []
         for leaf, arr in zip(leaves, arrays):
