@@ -207,7 +207,7 @@ def test_check_command_prints_coverage_range_and_predicted_cost(tmp_path):
     out = " ".join(proc.stdout.split())
     assert "2 of 2 nonlinearity call sites swapped" in out and "examples/flax_denoiser.py" in out
     assert "0 operations make values" in out and "predicted s / step" in out
-    lan, wan = (float(next(line.split("│")[2] for line in proc.stdout.splitlines() if line.startswith(f"│ {n} ")))
+    lan, wan = (float(next(line.split("│")[5] for line in proc.stdout.splitlines() if line.startswith(f"│ {n} ")))
                 for n in ("lan", "wan"))
     assert wan > lan > 0  # the same step, priced on two networks
 

@@ -9,8 +9,9 @@ import time
 
 import ray
 
-from raympc.sweeps.references import obtain, reference_key, start_board
+from raympc.sweeps.references import obtain, program_forms, reference_key, start_board
 from raympc.sweeps.spec import PointParams
+from workloads.protocol import WorkloadOptions
 
 
 def test_key_ignores_network_seed_and_steps_but_not_the_program():
@@ -22,6 +23,21 @@ def test_key_ignores_network_seed_and_steps_but_not_the_program():
              PointParams(workload="tiny-mnist", exp_mode="pade"), PointParams(workload="tiny-mnist", party_cpus=0.5)]
     assert all(reference_key(p) == reference_key(base) for p in same)
     assert len({reference_key(p) for p in [base, *other]}) == 1 + len(other)
+
+
+def test_networks_that_pick_other_forms_get_references_of_their_own():
+    """raympc's softmax takes the tournament on `wan` and the tree unshaped and on `lan` (the
+    MNIST U-Net's 49-key rows at batch 2): those are two programs, and two references."""
+    opts = WorkloadOptions(steps=1, batch=2)
+    points = {net: PointParams(workload="ddim-mnist", network=net, batch=2) for net in ("wan", "lan", "unshaped")}
+    forms = {net: program_forms(p, opts) for net, p in points.items()}
+    assert any("tournament" in f for f in forms["wan"]) and not any("tournament" in f for f in forms["lan"])
+    assert forms["lan"] == forms["unshaped"]
+    keys = {net: reference_key(p, forms[net]) for net, p in points.items()}
+    assert keys["wan"] != keys["lan"] == keys["unshaped"]
+    # a policy whose forms do not depend on the network builds nothing and shares one key
+    stock = PointParams(workload="ddim-mnist", network="wan", activations="spu-direct")
+    assert program_forms(stock, opts) == ()
 
 
 def _measurer(calls: list[str], name: str, fail: bool = False, seconds: float = 1.0, started=None):

@@ -154,7 +154,7 @@ def run_workload(name: str, session, opts: WorkloadOptions, on_step: OnStep | No
     """
     w = build(name, opts)
     # under the caller's `use` and for the session's network: what really runs
-    sites = coverage(w.step, *w.step_arguments(0), network=session.network)
+    sites = coverage(w.step, *w.step_arguments(0), network=session.compile_for)
     with stock():
         plain = np.asarray(w.reference() if w.reference is not None else
                            sampling.run_plain(w.step, w.params, w.state, w.condition, w.step_secrets, w.step_publics))

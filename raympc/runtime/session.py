@@ -100,6 +100,9 @@ class Session:
             the relay, also on an unshaped network: `messages()`, `write_trace()`.
         tls: True for mutual TLS with per-session certificates, or a `TLSConfig` with your own.
         cache: a compiled-program cache to share between sessions of one process.
+        compile_for: the network programs are traced for, where an activation's form depends on
+            it (raympc's softmax); default: `network`. An unshaped session that stands in for a
+            shaped one (a sweep's reference step) compiles that one's program.
 
     Raises:
         ConfigError: an unknown protocol, field, profile or backend, or party counts that disagree.
@@ -123,6 +126,7 @@ class Session:
         trace: bool = False,
         tls: "bool | TLSConfig" = False,
         cache: ProgramCache | None = None,
+        compile_for: "str | netsim.NetworkProfile | None" = None,
     ) -> None:
         self.spu_config = spu_config or SpuConfig(protocol=protocol, field=field, parties=parties)
         self.parties = self.spu_config.parties
@@ -140,6 +144,7 @@ class Session:
         self.address = address
         try:
             self.network = netsim.resolve(network)
+            self.compile_for = netsim.resolve(compile_for) if compile_for is not None else self.network
         except netsim.ProfileError as exc:
             raise ConfigError(str(exc)) from exc
         if shaping != "auto" and shaping not in netsim.BACKENDS:
@@ -362,7 +367,7 @@ class Session:
         leaves, tree = self._flatten(example_args)
         arrays = [self._array_of(leaf, i) for i, leaf in enumerate(leaves)]
         specs, vis = zip(*(self._describe(l, a) for l, a in zip(leaves, arrays))) if leaves else ((), ())
-        program = self.cache.compile(fn, specs, tree, vis, self._copts, self._wide_products, self.network)
+        program = self.cache.compile(fn, specs, tree, vis, self._copts, self._wide_products, self.compile_for)
         return SecureFunction(self, fn, program)
 
     def run(self, fn: Callable, *args: Any, reveal_to: str | None = "user") -> RunResult:
@@ -398,7 +403,7 @@ class Session:
             self._check_matches(expect, specs, vis, tree)
             program = expect
         else:
-            program = self.cache.compile(fn, specs, tree, vis, self._copts, self._wide_products, self.network)
+            program = self.cache.compile(fn, specs, tree, vis, self._copts, self._wide_products, self.compile_for)
 
         inputs, temporaries = [], []
         for leaf, arr in zip(leaves, arrays):
@@ -575,6 +580,7 @@ class Session:
             "hosts": [i.get("host", "") for i in self.party_info],
             "network": self._shaping.metadata() if self._shaping is not None
             else {"profile": self.network.name, "backend": "none"},
+            "compiled_for": self.compile_for.name,
         }
 
     def _check_open(self) -> None:

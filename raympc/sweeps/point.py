@@ -45,9 +45,10 @@ def party_placement(params: PointParams, group) -> "Placement":
 
 
 def _session(params: PointParams, placement, network: str | None, trace: bool = False):
+    # compiled for the point's network even when unshaped (its reference step): the same program
     return Session(spu_config=SpuConfig(protocol=params.protocol, field=params.field, exp_mode=params.exp_mode),
                    placement=placement, party_specs=PartySpec(num_cpus=params.party_cpus), network=network,
-                   shaping=params.shaping, trace=trace, cache=_point_cache())
+                   shaping=params.shaping, trace=trace, cache=_point_cache(), compile_for=params.profile)
 
 
 # One program cache per point process: the reference session compiles nothing the first did.
@@ -138,7 +139,7 @@ def execute(params_dict: dict[str, Any], group, reporter=None, board=None, trace
         shaped = netsim.resolve(params.profile).shaped
         reference = None
         if shaped:
-            key = row["reference_key"] = references.reference_key(params)
+            key = row["reference_key"] = references.reference_key(params, references.program_forms(params, opts))
             measure_reference = partial(_measure_reference, params, placement, opts)
             if board is None:
                 reference = measure_reference()

@@ -24,16 +24,37 @@ from typing import Any, Callable
 
 import ray
 
+import raympc.activations as acts
 from raympc.sweeps.spec import PointParams
+from workloads.protocol import WorkloadOptions
+from workloads.registry import build
 
 # What a point's step program and its compute time do not depend on.
 NETWORK_ONLY_FIELDS = ("network", "rate", "rtt", "shaping", "seed", "steps", "breakdown")
 
 
-def reference_key(params: PointParams) -> str:
-    """Points with equal keys run the same unshaped step program on the same kind of reservation."""
+def reference_key(params: PointParams, forms: tuple[str, ...] = ()) -> str:
+    """Points with equal keys run the same unshaped step program on the same kind of reservation.
+
+    A policy whose forms depend on the network (raympc's softmax picks its row max by it) may
+    compile another program for another network: `forms`, what runs at each call site on the
+    point's network (`program_forms`), keeps those apart, and points whose networks pick the same
+    forms still share one reference.
+    """
     same = {k: v for k, v in params.model_dump().items() if k not in NETWORK_ONLY_FIELDS}
+    same["forms"] = list(forms)
     return hashlib.sha256(json.dumps(same, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def program_forms(params: PointParams, opts: WorkloadOptions) -> tuple[str, ...]:
+    """What runs at each nonlinearity call site of the point's step on its network; () for a
+    policy whose forms do not depend on the network (no workload is built then)."""
+    mapping = acts.resolve(params.activations)
+    if not any(acts.get(kind, impl).form is not None for kind, impl in mapping.items()):
+        return ()
+    w = build(params.workload, opts)
+    with acts.use(mapping):
+        return tuple(site.runs for site in acts.coverage(w.step, *w.step_arguments(0), network=params.profile).sites)
 
 
 class ReferenceBoard:
