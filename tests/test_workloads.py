@@ -122,6 +122,21 @@ def test_recorded_activation_inputs_come_from_the_shipped_model(tmp_path, model,
     assert np.isfinite(values).all() and values.min() < 0 < values.max()
 
 
+def test_recorded_sd_attention_rows_come_per_row_length(tmp_path):
+    """The SD U-Net's logits: latent self-attention (8x8 at the tiny scale) and text cross-attention
+    rows, one file per row length, whole rows."""
+    from workloads import sd_unet
+    from workloads.record_inputs import record_inputs
+
+    summary = record_inputs(tmp_path, model="sd-unet", scale="tiny")
+    s = sd_unet.scale("tiny")
+    lengths = {s.sample_size ** 2, s.text_tokens}
+    assert {f"softmax-{n}" for n in lengths} <= set(summary) and "silu" in summary
+    for n in lengths:
+        rows = np.load(tmp_path / f"softmax-{n}.npy")
+        assert rows.ndim == 2 and rows.shape[1] == n and np.isfinite(rows).all()
+
+
 def test_cost_by_layer_kind_accounts_for_the_whole_step(aby3, tiny):
     """Each kind replayed alone: together they cover the real step's bytes (SPU counts are exact),
     with every kind present and the SiLU of the shared time embedding counted once."""

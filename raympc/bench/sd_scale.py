@@ -7,6 +7,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import jax.numpy as jnp
+import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -21,6 +23,16 @@ from raympc.runtime.values import Public, Secret
 from raympc.util.figures import pyplot
 from raympc.util.results import write_results
 from workloads import breakdown, extrapolate, sd_unet
+from workloads.record_inputs import sd_softmax_rows
+
+# Softmax rows the policy's error is checked on besides the recorded ones: SD v1's text
+# cross-attention (77 tokens) and the latent self-attention rows of its two larger resolutions
+# (1,024 and 4,096 positions), at the logit spreads of trained attention, and rows with a causal
+# mask of finfo(float32).min (transformers' models apply it; SPU's stock exp wraps on it)
+SYNTHETIC_ROWS = {"77 keys, std 4": (64, 77, 4.0), "1,024 keys, std 3": (16, 1024, 3.0),
+                  "4,096 keys, std 3": (4, 4096, 3.0), "196 keys, std 3, causal mask": (196, 196, 3.0)}
+RECORDED_SCALE = "medium"
+RECORDED_ROWS = 512  # per row length
 
 
 def measure_scale(session, name: str, activations: str, seed: int = 0):
@@ -95,12 +107,50 @@ def bench_sd_scale(fit: tuple[str, ...] = ("tiny", "small", "medium"), holdout: 
                   "relative_error": extrapolate.relative_errors(model.predict(done[n].sizes), done[n])}
               for n in holdout}
     sizes, params = abstract_sizes(target, activations)
+    with console.status("softmax error on recorded and synthetic rows"):
+        rows = softmax_errors(activations)
     result = {"activations": activations, "model": model.to_dict(),
               "measured": {n: done[n].to_dict() for n in (*fit, *holdout)}, "holdout": checks,
-              "target": {"name": target, "parameters": params, "sizes": sizes, "predicted": model.predict(sizes)}}
+              "target": {"name": target, "parameters": params, "sizes": sizes, "predicted": model.predict(sizes)},
+              "softmax_rows": rows}
     console.print(_table(result, model, done, fit, holdout))
+    console.print(_rows_table(rows, activations))
     write_results(out, stem, result, console, lambda path: _plot(result, done, path), kind="sd-scale")
     return result
+
+
+def softmax_errors(activations: str, seed: int = 0) -> dict[str, dict]:
+    """The policy's softmax (as it runs unshaped) against float64 on `SYNTHETIC_ROWS` and on the
+    SD U-Net's own attention logits at `RECORDED_SCALE` (random weights, one plaintext step):
+    per row set, its shape, logit spread and max abs error of the probabilities."""
+    rng = np.random.default_rng(seed)
+    sets = {name: (rng.normal(0, std, (rows, n)).astype(np.float32), "mask" in name)
+            for name, (rows, n, std) in SYNTHETIC_ROWS.items()}
+    for length, rows in sd_softmax_rows(RECORDED_SCALE, seed, RECORDED_ROWS).items():
+        sets[f"recorded at {RECORDED_SCALE}, {length} keys"] = (rows, False)
+    impl = acts.get("softmax", acts.resolve(activations).get("softmax", "spu-direct")).fn
+    out = {}
+    with Session() as session:
+        for name, (x, masked) in sets.items():
+            keep = np.tril(np.ones((x.shape[-1],) * 2, bool))[: x.shape[0]] if masked else None
+            logits = np.where(keep, x, -np.inf) if masked else x
+            want = np.exp(logits - logits.max(-1, keepdims=True))
+            want /= want.sum(-1, keepdims=True)
+            fn = (lambda v: impl(jnp.where(keep, v, np.finfo(np.float32).min), axis=-1)) if masked else \
+                (lambda v: impl(v, axis=-1))
+            got = np.asarray(session.run(fn, Secret(x, owner="user")).outputs, np.float64)
+            out[name] = {"rows": int(x.shape[0]), "keys": int(x.shape[-1]), "logit_std": float(x.std()),
+                         "max_abs_error": float(np.abs(got - want).max())}
+    return out
+
+
+def _rows_table(rows: dict[str, dict], activations: str) -> Table:
+    table = Table(title=f"softmax ({activations}) against float64")
+    for c in ("rows", "shape", "logit std", "max abs error"):
+        table.add_column(c, justify="left" if c == "rows" else "right")
+    for name, r in rows.items():
+        table.add_row(name, f"{r['rows']} x {r['keys']}", f"{r['logit_std']:.2f}", f"{r['max_abs_error']:.1e}")
+    return table
 
 
 def _measurements(names: tuple[str, ...], activations: str, cache: Path | None,

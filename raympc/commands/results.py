@@ -206,11 +206,17 @@ def _sd_scale(r: dict[str, Any]) -> tuple[str, str]:
                  "MB": f"**{p['total']['send_bytes'] / 1e6:,.0f}**", "send actions": f"**{p['total']['send_actions']:,.0f}**",
                  "unshaped s": f"~{p['total']['time_s']:.1e}"})
     share = p["attention"]["send_bytes"] / p["total"]["send_bytes"] if "attention" in p else None
-    return (f"Stable Diffusion U-Net step, `{r['activations']}` activations (`raympc bench sd-scale`)",
-            f"Fitted on {', '.join(r['model']['fitted_on'])}; the held-out scales check the extrapolation. The "
+    body = (f"Fitted on {', '.join(r['model']['fitted_on'])}; the held-out scales check the extrapolation. The "
             "unshaped time is this machine's compute: an order of magnitude, not a figure."
             + (f" Attention carries {share:.0%} of {t['name']}'s bytes." if share is not None else "")
             + "\n\n" + markdown_table(rows))
+    if r.get("softmax_rows"):
+        body += ("\nIts softmax against float64 (unshaped, as on a LAN), on synthetic rows and on the SD U-Net's own "
+                 "attention logits (random weights, one plaintext step):\n\n"
+                 + markdown_table([{"rows": name, "shape": f"{v['rows']} x {v['keys']}",
+                                    "logit std": f"{v['logit_std']:.2f}", "max abs error": f"{v['max_abs_error']:.1e}"}
+                                   for name, v in r["softmax_rows"].items()]))
+    return f"Stable Diffusion U-Net step, `{r['activations']}` activations (`raympc bench sd-scale`)", body
 
 
 def _models(r: dict[str, Any]) -> tuple[str, str]:
