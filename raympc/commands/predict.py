@@ -2,7 +2,10 @@
 
 RUN is a `raympc sample` JSON (per-step figures) or a sweep results directory (with `--point`, or
 every ok point). The prediction starts from the run's own profile: its compute time is the
-measured time minus the model's network time for the profile it ran under.
+measured time minus the model's network time for the profile it ran under. It prices the run's
+own program: where the policy would compile another one for the target network (raympc's softmax
+picks its row max per network), that one is at most as slow by the same model, so the figure is
+an upper bound (`raympc check --networks` measures each program).
 """
 
 from __future__ import annotations
