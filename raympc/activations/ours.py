@@ -104,7 +104,7 @@ def exp(z):
 @register("softmax", "raympc", 1e-3, (-8, 8),
           "row max by a tournament where rounds cost most, by a pairwise tree elsewhere (priced per call site on the "
           "session's network), squaring exp, row sums inverted by quarter-octave quadratics",
-          form=lambda shape, axis: softmax_forms.describe(shape, axis))
+          form=softmax_forms.describe)
 def softmax(x, axis=-1, where=None, initial=None):
     length = x.shape[axis]
     row_max = softmax_forms.choose(x.size // max(length, 1), length)
