@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
 import flax.linen as nn
 import jax
@@ -115,9 +115,10 @@ def record_inputs(out: Path, steps: int = 10, batch: int = 10, seed: int = 0, ma
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose one of {MODELS}")
     seen: dict[str, list[np.ndarray]] = {}
-    runner: Callable[[], Any] = (lambda: _run_sd(scale, seed, seen)) if model == "sd-unet" else \
-        (lambda: _run_mnist(model, steps, batch, seed, seen))
-    runner()
+    if model == "sd-unet":
+        _run_sd(scale, seed, seen)
+    else:
+        _run_mnist(model, steps, batch, seed, seen)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     files: dict[str, np.ndarray] = {}

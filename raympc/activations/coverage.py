@@ -57,6 +57,12 @@ class Coverage:
     sites: list[Site]
 
     @property
+    def forms(self) -> tuple[str, ...]:
+        """What runs at each site, in order: equal for two traces of a model under one policy
+        exactly when they compile the same program (a form may depend on the network)."""
+        return tuple(s.runs for s in self.sites)
+
+    @property
     def missed(self) -> list[Site]:
         return [s for s in self.sites if s.status == "missed"]
 

@@ -106,8 +106,7 @@ def exp(z):
           "session's network), squaring exp, row sums inverted by quarter-octave quadratics",
           form=softmax_forms.describe)
 def softmax(x, axis=-1, where=None, initial=None):
-    length = x.shape[axis]
-    row_max = softmax_forms.choose(x.size // max(length, 1), length)
+    row_max = softmax_forms.for_shape(x.shape, axis)
     return _softmax(x, axis, where, initial, row_max.fan_in, row_max.final)
 
 

@@ -25,6 +25,7 @@ fast moves the break-even point, not the outcome far from it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -92,18 +93,18 @@ def choose(rows: int, length: int, network: "NetworkProfile | str | None" = None
     return TOURNAMENT if tournament < tree else TREE
 
 
-_CALIBRATION: list[Calibration] = []
-
-
+@lru_cache(maxsize=None)
 def _shipped() -> Calibration:
     """The shipped calibration, read once per process (a softmax call site is priced per trace)."""
-    if not _CALIBRATION:
-        _CALIBRATION.append(Calibration.load())
-    return _CALIBRATION[0]
+    return Calibration.load()
+
+
+def for_shape(shape: tuple[int, ...], axis: int, network: "NetworkProfile | str | None" = None) -> RowMax:
+    """`choose` for a softmax over an array of `shape` along `axis`."""
+    length = shape[axis] if shape else 1
+    return choose(int(np.prod(shape)) // max(length, 1), length, network)
 
 
 def describe(shape: tuple[int, ...], axis: int, network: "NetworkProfile | str | None" = None) -> str:
     """What `choose` picks for a softmax over `shape` along `axis`, as the coverage report says it."""
-    length = shape[axis] if shape else 1
-    rows = int(np.prod(shape)) // max(length, 1) if shape else 1
-    return f"row max by {choose(rows, length, network).name}"
+    return f"row max by {for_shape(shape, axis, network).name}"

@@ -17,6 +17,7 @@ import raympc.activations
 import raympc.activations as acts
 import workloads.breakdown
 import workloads.sd_unet
+from raympc.activations.exact import exact
 from raympc.activations.policy import file_stem
 from raympc.runtime.session import Session
 from raympc.runtime.values import Public, Secret
@@ -133,9 +134,7 @@ def softmax_errors(activations: str, seed: int = 0) -> dict[str, dict]:
     with Session() as session:
         for name, (x, masked) in sets.items():
             keep = np.tril(np.ones((x.shape[-1],) * 2, bool))[: x.shape[0]] if masked else None
-            logits = np.where(keep, x, -np.inf) if masked else x
-            want = np.exp(logits - logits.max(-1, keepdims=True))
-            want /= want.sum(-1, keepdims=True)
+            want = exact("softmax", np.where(keep, x, -np.inf) if masked else x)
             fn = (lambda v: impl(jnp.where(keep, v, np.finfo(np.float32).min), axis=-1)) if masked else \
                 (lambda v: impl(v, axis=-1))
             got = np.asarray(session.run(fn, Secret(x, owner="user")).outputs, np.float64)

@@ -121,8 +121,7 @@ def _cost(workload: str, activations: str, batch: int, scale: str, networks: tup
     programs: dict[tuple[str, ...], list[str]] = {}
     with acts.use(activations):
         for network in networks:
-            forms = tuple(site.runs for site in acts.coverage(w.step, *w.step_arguments(0), network=network).sites)
-            programs.setdefault(forms, []).append(network)
+            programs.setdefault(acts.coverage(w.step, *w.step_arguments(0), network=network).forms, []).append(network)
     calibration = Calibration.load()
     table = Table(title=f"one step, predicted per network ({calibration.note or 'calibration'})")
     for col in ("network", "MB / step", "send actions", "unshaped s", "predicted s / step", "compute", "latency",

@@ -54,7 +54,7 @@ def program_forms(params: PointParams, opts: WorkloadOptions) -> tuple[str, ...]
         return ()
     w = build(params.workload, opts)
     with acts.use(mapping):
-        return tuple(site.runs for site in acts.coverage(w.step, *w.step_arguments(0), network=params.profile).sites)
+        return acts.coverage(w.step, *w.step_arguments(0), network=params.profile).forms
 
 
 class ReferenceBoard:
